@@ -1,0 +1,12 @@
+"""stackmind: a text-native, self-modifying agent over a language model."""
+
+from stackmind.settings import Settings
+from stackmind.stack import Frame, SQLiteStackStore, Stack, StackError, StackStore
+from stackmind.trace import Episode, Step, TraceError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Episode", "Frame", "SQLiteStackStore", "Settings", "Stack", "StackError", "StackStore",
+    "Step", "TraceError", "__version__",
+]

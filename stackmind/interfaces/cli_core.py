@@ -1,0 +1,110 @@
+"""Core commands: run, status, stack."""
+
+from __future__ import annotations
+
+import typer
+
+from stackmind.interfaces._app import JSON_OPTION, app, console, fail, out, print_json, settings
+from stackmind.llm.base import LLMError
+from stackmind.stack import SQLiteStackStore, Stack
+
+stack_app = typer.Typer(help="Inspect the agent's named stacks.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+
+
+@app.command()
+def run(
+    goal: str = typer.Argument(..., help="What to solve, in words."),
+    stack: str = typer.Option(None, "--stack", help="Stack to work on (default: a new one per run)."),
+    max_steps: int = typer.Option(None, "--max-steps", help="Step budget (default from settings)."),
+    json: bool = JSON_OPTION,
+) -> None:
+    """Solve one goal with the agent's loop; print the answer and write the episode."""
+    from stackmind.agent import Agent, default_tools
+
+    s = settings()
+    agent = Agent(s, tools=default_tools(s))
+    try:
+        with console.status("loading the model ...") as status:
+            agent.model()
+            status.update("thinking ...")
+            episode = agent.run(goal, stack_name=stack, max_steps=max_steps,
+                                progress=lambda msg: status.update(msg))
+    except LLMError as e:
+        raise fail(str(e)) from e
+    path = s.episodes_dir / f"{episode.id}.trace.yaml"
+    if json:
+        print_json({"answer": episode.answer, "episode": str(path), "stack": episode.stack,
+                    "steps": len(episode.steps), **episode.meta})
+        return
+    out.print(episode.answer if episode.answer is not None else "(no answer within the step budget)")
+    console.print(f"episode: {path}  stack: {episode.stack}  steps: {len(episode.steps)}")
+
+
+@app.command()
+def status(json: bool = JSON_OPTION) -> None:
+    """The data dir, model, backend, and the stacks with their sizes."""
+    from stackmind.llm.embedded import MODEL_NAME, dequantized_dir
+
+    s = settings()
+    stacks: dict[str, int] = {}
+    if s.db_path.exists():
+        store = SQLiteStackStore(s.db_path)
+        stacks = store.stacks()
+        store.close()
+    cached = (dequantized_dir(s) / "stackmind-ok").is_file()
+    model = str(s.model_path) if s.model_path else MODEL_NAME
+    if s.backend == "openai":
+        model = f"{s.model} at {s.openai_base_url}"
+    episodes = len(list(s.episodes_dir.glob("*.trace.yaml"))) if s.episodes_dir.exists() else 0
+    info = {
+        "home": str(s.home), "backend": s.backend, "model": model,
+        "embedded_model_cached": cached, "episodes": episodes, "stacks": stacks,
+    }
+    if json:
+        print_json(info)
+        return
+    out.print(f"data dir   {s.home}")
+    out.print(f"backend    {s.backend}")
+    out.print(f"model      {model}" + ("" if s.backend != "transformers" else
+                                       f" ({'cached' if cached else 'not yet prepared: the first run does it'})"))
+    out.print(f"episodes   {episodes}")
+    out.print(f"stacks     {len(stacks)}")
+    for name, n in stacks.items():
+        out.print(f"  {name}  {n} frame{'s' if n != 1 else ''}")
+
+
+@stack_app.command("show")
+def stack_show(
+    name: str = typer.Argument(None, help="Stack name (default: the most recently used)."),
+    budget: int = typer.Option(None, "--budget", help="Also show the render under this token budget."),
+    json: bool = JSON_OPTION,
+) -> None:
+    """Show a stack's frames, bottom to top."""
+    s = settings()
+    if not s.db_path.exists():
+        raise fail(f"no stacks yet in {s.home}: run `stackmind run \"...\"` first")
+    store = SQLiteStackStore(s.db_path)
+    names = store.stacks()
+    if name is None:
+        if not names:
+            raise fail("there are no stacks yet")
+        name = max(names, key=lambda n: store.frames(n)[-1].updated)
+    elif name not in names:
+        raise fail(f"no stack named {name!r}; known: {', '.join(names) or 'none'}")
+    st = Stack(store, name)
+    frames = st.frames()
+    if json:
+        data = {"stack": name, "frames": [f.to_dict() for f in frames]}
+        if budget:
+            data["render"] = st.render(budget)
+        print_json(data)
+        return
+    out.print(f"stack {name}: {len(frames)} frames")
+    for f in frames:
+        text = f.text if len(f.text) <= 200 else f.text[:200] + " ..."
+        out.print(f"  #{f.id:<5} {f.kind:<12} v={f.value:.2f} {f.tokens:>4} tok  {text}")
+    if budget:
+        out.print(f"\nrender under {budget} tokens:\n{st.render(budget)}")
+
+

@@ -1,0 +1,52 @@
+"""The LLM layer: one interface (`LLM` over a `Backend`), several backends.
+
+- ``transformers``: in-process, the embedded default (Qwen2.5-Coder-0.5B-Instruct from PyPI);
+- ``openai``: any OpenAI-compatible server (vLLM in production);
+- ``vllm``: in-process vLLM on a GPU host (optional extra).
+"""
+
+from __future__ import annotations
+
+from stackmind.llm.base import (
+    LLM,
+    Backend,
+    Completion,
+    Generation,
+    LLMError,
+    Message,
+    Prompt,
+    Request,
+    Usage,
+)
+from stackmind.settings import Settings
+
+__all__ = [
+    "LLM", "Backend", "Completion", "Generation", "LLMError", "Message", "Prompt", "Request", "Usage",
+    "load_backend", "load_llm",
+]
+
+
+def load_backend(settings: Settings) -> Backend:
+    """The backend that settings choose."""
+    if settings.backend == "openai":
+        from stackmind.llm.openai import OpenAIBackend
+
+        if not settings.openai_base_url:
+            raise LLMError("backend 'openai' needs a server: set STACKMIND_OPENAI_BASE_URL (e.g. http://localhost:8000/v1)")
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
+        return OpenAIBackend(
+            settings.openai_base_url, settings.model, api_key=key, concurrency=settings.openai_concurrency,
+            timeout_s=settings.openai_timeout_s, retries=settings.openai_retries,
+        )
+    if settings.backend == "vllm":
+        from stackmind.llm.embedded import ensure_model
+        from stackmind.llm.vllm import VLLMBackend
+
+        return VLLMBackend(settings.model_path or ensure_model(settings))
+    from stackmind.llm.transformers import embedded_backend
+
+    return embedded_backend(settings)
+
+
+def load_llm(settings: Settings) -> LLM:
+    return LLM(load_backend(settings))

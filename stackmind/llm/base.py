@@ -1,0 +1,154 @@
+"""The LLM interface: one client, many backends (httpx style).
+
+A `Backend` has one method, ``generate(request) -> list[Completion]``: a batch of prompts (plain
+strings or chat message lists), ``n`` samples each. `LLM` is the client that every part of the
+agent talks to: it builds requests and keeps the accounting (calls, tokens, wall seconds) that
+benchmarks read. Test doubles implement `Backend`; nothing reaches around it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
+Prompt = str | list[Message]
+
+
+class LLMError(Exception):
+    """The model could not answer: a server that stays down, a missing or corrupt model file."""
+
+
+@dataclass(frozen=True)
+class Request:
+    prompts: list[Prompt]
+    n: int = 1
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 0.95
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    adapter: str | None = None  # a LoRA adapter by name (vLLM serves adapters as model names)
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The samples for one prompt, with token counts as the backend measured them."""
+
+    texts: list[str]
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    prompts: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_seconds: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        self.calls += other.calls
+        self.prompts += other.prompts
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.wall_seconds += other.wall_seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.wall_seconds if self.wall_seconds else 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "calls": self.calls, "prompts": self.prompts, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens, "wall_seconds": round(self.wall_seconds, 3),
+            "completion_tokens_per_s": round(self.tokens_per_second, 3),
+        }
+
+
+@dataclass
+class Generation:
+    """What one `LLM.generate` call returns: ``texts[i]`` holds the n samples for prompt i."""
+
+    texts: list[list[str]]
+    usage: Usage = field(default_factory=Usage)
+
+    @property
+    def first(self) -> list[str]:
+        """The first sample of every prompt."""
+        return [t[0] for t in self.texts]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    def generate(self, request: Request) -> list[Completion]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def strip_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut a completion at the first stop string (the stop string itself is not kept)."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+class LLM:
+    """The client. ``usage`` accumulates over the client's life; each call's own is returned too."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.usage = Usage()
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def count_tokens(self, text: str) -> int:
+        return self.backend.count_tokens(text)
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        n: int = 1,
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        top_p: float = 0.95,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
+        adapter: str | None = None,
+    ) -> Generation:
+        if isinstance(prompts, str):
+            raise TypeError("generate takes a list of prompts; wrap a single prompt in a list")
+        request = Request(
+            prompts=list(prompts), n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
+            stop=tuple(stop), seed=seed, adapter=adapter,
+        )
+        if not request.prompts:
+            return Generation(texts=[])
+        t0 = time.perf_counter()
+        completions = self.backend.generate(request)
+        wall = time.perf_counter() - t0
+        if len(completions) != len(request.prompts):
+            raise LLMError(f"backend {self.name} answered {len(completions)} of {len(request.prompts)} prompts")
+        usage = Usage(
+            calls=1, prompts=len(request.prompts),
+            prompt_tokens=sum(c.prompt_tokens for c in completions),
+            completion_tokens=sum(c.completion_tokens for c in completions),
+            wall_seconds=wall,
+        )
+        self.usage.add(usage)
+        return Generation(texts=[c.texts for c in completions], usage=usage)
+
+    def complete(self, prompt: Prompt, **kw: object) -> str:
+        """One prompt, one sample: the text."""
+        return self.generate([prompt], **kw).texts[0][0]  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""stackmind.search"""

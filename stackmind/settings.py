@@ -1,0 +1,124 @@
+"""The one Settings object.
+
+Sources, highest priority first: keyword arguments, environment variables (``STACKMIND_*``;
+the Telegram token and Wolfram|Alpha key also under their usual names), a ``.env`` file in the
+working directory, an optional ``stackmind.toml`` (working directory, or the path in
+``STACKMIND_CONFIG``), then defaults that work offline with no server, key or GPU.
+
+Every path the project writes lives under ``home`` (``STACKMIND_HOME``, default ``~/.stackmind``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+Backend = Literal["transformers", "openai", "vllm"]
+
+
+def _toml_path() -> Path:
+    return Path(os.environ.get("STACKMIND_CONFIG", "stackmind.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STACKMIND_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".stackmind")
+    # Heavy one-time work (the dequantized model, the sandbox's compiled module) is cached here;
+    # default ``home/cache``. Tests point it at a shared folder so that each test's fresh home
+    # does not redo that work.
+    cache: Path | None = None
+
+    # --- LLM ---------------------------------------------------------------------------------
+    backend: Backend = "transformers"
+    # For the openai backend: the served model name (with vLLM, a LoRA adapter's name selects it).
+    model: str = "qwen2.5-coder-0.5b-instruct"
+    # A local directory or GGUF file to use instead of the embedded model (transformers backend).
+    model_path: Path | None = None
+    openai_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_concurrency: int = 8
+    openai_timeout_s: float = 120.0
+    openai_retries: int = 4
+    device: str = "auto"  # auto | cpu | cuda
+    torch_threads: int | None = None
+    seed: int = 0
+
+    # --- Agent --------------------------------------------------------------------------------
+    max_steps: int = 6
+    max_new_tokens: int = 192
+    temperature: float = 0.0
+    render_budget_tokens: int = 1024
+
+    # --- Secrets (never logged; SecretStr hides them in reprs) ------------------------------
+    telegram_bot_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STACKMIND_TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN"),
+    )
+    wolframalpha_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("STACKMIND_WOLFRAMALPHA_API_KEY", "WOLFRAMALPHA_API_KEY"),
+    )
+    chroma_url: str | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
+        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+    # --- Layout of the data directory ---------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.home / "stackmind.db"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache if self.cache is not None else self.home / "cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    @property
+    def episodes_dir(self) -> Path:
+        return self.home / "episodes"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        """Per-run scratch folders of the sandbox (its compiled module lives in cache_dir)."""
+        return self.home / "sandbox"
+
+    @property
+    def memory_dir(self) -> Path:
+        return self.home / "memory"
+
+    def ensure_dirs(self) -> Settings:
+        for d in (self.home, self.models_dir, self.episodes_dir, self.adapters_dir, self.cache_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self

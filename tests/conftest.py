@@ -1,0 +1,35 @@
+"""Shared fixtures.
+
+Every test gets a fresh, empty STACKMIND_HOME. Heavy one-time work (the dequantized embedded
+model, the sandbox's compiled module) is cached in one shared folder: $STACKMIND_TEST_CACHE, or
+~/.cache/stackmind-test, so the second run of the suite is fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from stackmind.settings import Settings
+
+SHARED_CACHE = Path(os.environ.get("STACKMIND_TEST_CACHE", Path.home() / ".cache" / "stackmind-test"))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("STACKMIND_HOME", str(home))
+    monkeypatch.setenv("STACKMIND_CACHE", str(SHARED_CACHE))
+    for var in list(os.environ):
+        if var.startswith("STACKMIND_") and var not in ("STACKMIND_HOME", "STACKMIND_CACHE", "STACKMIND_TEST_CACHE"):
+            monkeypatch.delenv(var, raising=False)
+    for var in ("TELEGRAM_BOT_TOKEN", "WOLFRAMALPHA_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env or stackmind.toml from the checkout
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings().ensure_dirs()

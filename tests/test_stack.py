@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stackmind.stack import Frame, SQLiteStackStore, Stack, StackError
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStackStore:
+    s = SQLiteStackStore(tmp_path / "s.db")
+    yield s
+    s.close()
+
+
+def words(n: int) -> str:
+    return " ".join(["w"] * n)
+
+
+def test_push_pop_peek_replace(store: SQLiteStackStore) -> None:
+    st = Stack(store, "a")
+    g = st.push("goal", "make 24", value=1.0, episode="e1")
+    t = st.push("thought", "try 4 * 6")
+    assert st.peek().id == t.id and st.peek().text == "try 4 * 6"
+    r = st.replace(t.id, text="try 3 * 8", value=0.9)
+    assert [f.text for f in st.frames()] == ["make 24", "try 3 * 8"]
+    assert st.frames()[1].value == pytest.approx(0.9) and r.tokens > 0
+    assert st.pop().text == "try 3 * 8"
+    assert st.pop().provenance == {"episode": "e1"} and g.id is not None
+    with pytest.raises(StackError, match="empty"):
+        st.pop()
+    with pytest.raises(StackError, match="no frame"):
+        st.replace(12345, text="x")
+    with pytest.raises(ValueError, match="unknown frame kind"):
+        Frame(kind="banana", text="x")
+
+
+def test_stacks_are_separate_and_listed(store: SQLiteStackStore) -> None:
+    Stack(store, "chat-1").push("goal", "a")
+    Stack(store, "chat-2").push("goal", "b")
+    Stack(store, "chat-2").push("thought", "c")
+    assert store.stacks() == {"chat-1": 1, "chat-2": 2}
+    assert [f.text for f in Stack(store, "chat-1").frames()] == ["a"]
+
+
+def test_persists_across_reopen(tmp_path: Path) -> None:
+    s = SQLiteStackStore(tmp_path / "p.db")
+    Stack(s, "x").push("goal", "remember me")
+    s.close()
+    s2 = SQLiteStackStore(tmp_path / "p.db")
+    assert [f.text for f in Stack(s2, "x").frames()] == ["remember me"]
+
+
+def test_render_keeps_goals_order_and_budget(store: SQLiteStackStore) -> None:
+    st = Stack(store, "r", count_tokens=lambda text: len(text.split()))
+    st.push("goal", words(5), value=0.0)  # goals stay even with value 0
+    st.push("thought", "low " + words(9), value=0.1)
+    st.push("observation", "high " + words(9), value=0.9)
+    st.push("thought", "mid " + words(9), value=0.5)
+    frames = st.frames()
+    budget = frames[0].tokens + frames[2].tokens + frames[3].tokens
+    chosen = st.select(budget)
+    assert [f.kind for f in chosen] == ["goal", "observation", "thought"]
+    assert [f.id for f in chosen] == sorted(f.id for f in chosen)  # stack order kept
+    assert sum(f.tokens for f in chosen) <= budget
+    assert "low" not in st.render(budget) and "high" in st.render(budget)
+    # A budget smaller than the goal still keeps the goal, and nothing else.
+    assert [f.kind for f in st.select(1)] == ["goal"]
+    # A big budget keeps everything, in order.
+    assert [f.text.split()[0] for f in st.select(10_000)] == ["w", "low", "high", "mid"]
+
+
+def test_render_prefers_recent_when_values_tie(store: SQLiteStackStore) -> None:
+    st = Stack(store, "t", count_tokens=lambda text: 10)
+    st.push("goal", "g")
+    for i in range(5):
+        st.push("thought", f"t{i}", value=0.5)
+    assert [f.text for f in st.select(30)] == ["g", "t3", "t4"]
+
+
+_WRITER = textwrap.dedent(
+    """
+    import sys
+    from stackmind.stack import SQLiteStackStore, Stack
+    st = Stack(SQLiteStackStore(sys.argv[1]), "k")
+    i = 0
+    while True:
+        f = st.push("thought", f"frame {i}")
+        print(f.id, flush=True)  # acknowledged only after push returned
+        if i % 3 == 2:
+            st.replace(f.id, text=f"frame {i} edited")
+            print("r", f.id, flush=True)
+        i += 1
+    """
+)
+
+
+def _record(line: str, acked: list[int], edited: set[int]) -> None:
+    if line.startswith("r "):
+        edited.add(int(line.split()[1]))
+    elif line.strip().isdigit():
+        acked.append(int(line))
+
+
+@pytest.mark.parametrize("kill_after", [1, 40, 300])
+def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, kill_after: int) -> None:
+    db = tmp_path / "k.db"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    acked: list[int] = []
+    edited: set[int] = set()
+    while len(acked) < kill_after:
+        line = proc.stdout.readline()
+        assert line, "writer died before it was killed"
+        _record(line, acked, edited)
+    proc.send_signal(signal.SIGKILL)
+    for line in proc.stdout.read().splitlines():  # acknowledged just before the kill
+        _record(line, acked, edited)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    store = SQLiteStackStore(db)
+    have = {f.id: f.text for f in store.frames("k")}
+    store.close()
+    missing = [i for i in acked if i not in have]
+    assert not missing, f"acknowledged frames lost after SIGKILL: {missing[:5]}"
+    assert all(have[i].endswith("edited") for i in edited)
