@@ -33,3 +33,20 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def settings() -> Settings:
     return Settings().ensure_dirs()
+
+
+@pytest.fixture(scope="session")
+def embedded_llm(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The real embedded model, loaded once per test session (first run: assembles and dequantizes)."""
+    from stackmind.llm import load_llm
+
+    home = tmp_path_factory.mktemp("llm-home")
+    return load_llm(Settings(home=home, cache=SHARED_CACHE))
+
+
+@pytest.fixture(scope="session")
+def embedded_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded model's GGUF file, assembled and verified in the shared cache."""
+    from stackmind.llm.embedded import assemble_gguf
+
+    return assemble_gguf(Settings(home=tmp_path_factory.mktemp("gguf-home"), cache=SHARED_CACHE))

@@ -1,0 +1,180 @@
+"""The openai backend against a real OpenAI-compatible server process (llama.cpp's), and its retry
+and concurrency rules against a small scripted HTTP server on localhost."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from stackmind.llm import LLM, LLMError, load_llm
+from stackmind.llm.openai import OpenAIBackend
+from stackmind.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server(embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115 (a pipe would fill and block it)
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"llama.cpp server exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(url + "/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("llama.cpp server did not start in 180 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_real_server_batch_chat_and_completion(llama_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACKMIND_BACKEND", "openai")
+    monkeypatch.setenv("STACKMIND_OPENAI_BASE_URL", llama_server)
+    llm = load_llm(Settings())
+    q = [{"role": "user", "content": "What is 2 + 2? Answer with the number only."}]
+    gen = llm.generate([q, "def add(a, b):\n    return", q], n=2, max_tokens=8, temperature=0.0, stop=["\n"])
+    assert [len(t) for t in gen.texts] == [2, 2, 2]  # n honoured even when the server returns one choice
+    assert "4" in gen.texts[0][0] and "4" in gen.texts[2][1]
+    assert "a + b" in gen.texts[1][0] and "\n" not in gen.texts[1][0]
+    assert gen.usage.calls == 1 and gen.usage.prompts == 3
+    assert gen.usage.prompt_tokens > 10 and gen.usage.completion_tokens > 0
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_real_server_seeded_sampling(llama_server: str) -> None:
+    llm = LLM(OpenAIBackend(llama_server, "qwen"))
+    a = llm.generate(["Once upon a time"], max_tokens=8, temperature=1.0, seed=5).first
+    b = llm.generate(["Once upon a time"], max_tokens=8, temperature=1.0, seed=5).first
+    assert a == b and a[0].strip()
+
+
+class _Scripted(http.server.ThreadingHTTPServer):
+    """Answers /v1/chat/completions: the first `fail` requests with `status`, then successes."""
+
+    def __init__(self, fail: int, status: int) -> None:
+        self.fail, self.status = fail, status
+        self.seen: list[dict] = []
+        self.inflight = self.max_inflight = 0
+        self.lock = threading.Lock()
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Scripted
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        srv = self.server
+        with srv.lock:
+            srv.seen.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+            failing = len(srv.seen) <= srv.fail
+            srv.inflight += 1
+            srv.max_inflight = max(srv.max_inflight, srv.inflight)
+        time.sleep(0.05)
+        with srv.lock:
+            srv.inflight -= 1
+        if failing:
+            self.send_response(srv.status)
+            self.end_headers()
+            self.wfile.write(b'{"error": "busy"}')
+            return
+        text = body["messages"][-1]["content"][::-1]
+        data = {"choices": [{"message": {"role": "assistant", "content": text}} for _ in range(body["n"])],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2 * body["n"]}}
+        payload = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted(request: pytest.FixtureRequest) -> Iterator[_Scripted]:
+    fail, status = getattr(request, "param", (0, 503))
+    srv = _Scripted(fail, status)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield srv
+    srv.shutdown()
+
+
+def _url(srv: _Scripted) -> str:
+    return f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+@pytest.mark.parametrize("scripted", [(2, 503), (2, 429)], indirect=True)
+def test_retries_with_backoff(scripted: _Scripted) -> None:
+    llm = LLM(OpenAIBackend(_url(scripted), "base", retries=3, backoff_s=0.01))
+    assert llm.generate([[{"role": "user", "content": "abc"}]]).first == ["cba"]
+    assert len(scripted.seen) == 3
+
+
+def test_concurrency_limit_adapter_and_key(scripted: _Scripted) -> None:
+    llm = LLM(OpenAIBackend(_url(scripted), "base", api_key="sk-test", concurrency=3))
+    prompts = [[{"role": "user", "content": f"p{i}"}] for i in range(12)]
+    gen = llm.generate(prompts, adapter="v0003")
+    assert gen.first == [f"p{i}"[::-1] for i in range(12)]  # answers come back in prompt order
+    assert 1 < scripted.max_inflight <= 3
+    assert {s["model"] for s in scripted.seen} == {"v0003"}
+    assert {s["auth"] for s in scripted.seen} == {"Bearer sk-test"}
+    assert gen.usage.completion_tokens == 24
+
+
+@pytest.mark.parametrize("scripted", [(99, 400)], indirect=True)
+def test_client_error_is_not_retried(scripted: _Scripted) -> None:
+    llm = LLM(OpenAIBackend(_url(scripted), "base", retries=3, backoff_s=0.01))
+    with pytest.raises(LLMError, match="refused the request"):
+        llm.generate([[{"role": "user", "content": "x"}]])
+    assert len(scripted.seen) == 1
+
+
+def test_server_down_gives_clear_error() -> None:
+    llm = LLM(OpenAIBackend(f"http://127.0.0.1:{free_port()}", "base", retries=2, backoff_s=0.01))
+    t0 = time.monotonic()
+    with pytest.raises(LLMError, match="did not answer after 3 tries.*STACKMIND_OPENAI_BASE_URL"):
+        llm.generate(["hello"])
+    assert time.monotonic() - t0 < 10
+
+
+def test_openai_backend_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACKMIND_BACKEND", "openai")
+    with pytest.raises(LLMError, match="STACKMIND_OPENAI_BASE_URL"):
+        load_llm(Settings())
