@@ -1,0 +1,3 @@
+# ruff: noqa  (a corpus program: deliberately odd code, run only inside the sandbox)
+# expect: memory|error
+eval("(" * 200000 + ")" * 200000)

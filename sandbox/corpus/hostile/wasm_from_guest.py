@@ -1,0 +1,3 @@
+# ruff: noqa  (a corpus program: deliberately odd code, run only inside the sandbox)
+# expect: error
+import wasmtime

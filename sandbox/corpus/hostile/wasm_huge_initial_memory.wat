@@ -1,0 +1,2 @@
+;; expect: memory
+(module (memory 60000))

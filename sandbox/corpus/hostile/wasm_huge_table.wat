@@ -1,0 +1,2 @@
+;; expect: memory|invalid|error
+(module (table 1000000000 funcref))

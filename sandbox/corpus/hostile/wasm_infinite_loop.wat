@@ -1,0 +1,2 @@
+;; expect: timeout|out_of_fuel
+(module (func (export "_start") (loop $l (br $l))))

@@ -1,0 +1,2 @@
+;; expect: error
+(module (func $f (export "_start") (call $f)))

@@ -1,0 +1,2 @@
+;; expect: error
+(module (func (export "_start") unreachable))

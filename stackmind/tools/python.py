@@ -1,0 +1,72 @@
+"""``@python(...)``: run Python in the sandbox VM and observe what it printed.
+
+    @python(print(17 * 23))
+    @python(code="import math\\nprint(math.comb(10, 3))")
+
+The code runs only inside the WebAssembly sandbox (`stackmind.sandbox`), never on the host. By
+default an episode keeps one interpreter (a session, in ``ctx.state["python_session"]``), so
+variables and imports carry over from one call to the next and a call costs milliseconds; the agent
+closes it with the episode. The observation is the guest's stdout, its stderr, and how the run
+ended when it did not end cleanly (a timeout, a memory limit, ...).
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+from stackmind.sandbox import Limits, PythonSession, RunResult, Sandbox
+from stackmind.tools import Invocation, ToolContext, ToolError, ToolResult
+
+_FENCE = re.compile(r"^\s*```(?:python|py)?\s*\n(.*?)\n?\s*```\s*$", re.DOTALL)
+
+
+def code_of(invocation: Invocation) -> str:
+    """The code an invocation carries: ``code="..."`` when that is its one argument, else the
+    raw text between the parentheses (so ``@python(print(1), print(2))`` runs both prints)."""
+    code = invocation.kwargs.get("code")
+    if isinstance(code, str) and len(invocation.kwargs) == 1 and not invocation.args:
+        text = code
+    else:
+        text = invocation.raw
+    fenced = _FENCE.match(text)
+    if fenced:
+        text = fenced.group(1)
+    return textwrap.dedent(text).strip("\n")
+
+
+class PythonTool:
+    name = "python"
+    description = "run Python code in a sandbox and see what it prints: @python(print(17 * 23))"
+
+    def __init__(self, limits: Limits | None = None, session: bool = True, max_chars: int = 4000) -> None:
+        self.limits = limits or Limits()
+        self.use_session = session
+        self.max_chars = max_chars
+
+    def _sandbox(self, ctx: ToolContext) -> Sandbox:
+        sandbox = ctx.state.get("sandbox")
+        if not isinstance(sandbox, Sandbox):
+            sandbox = Sandbox(ctx.settings, self.limits)
+            ctx.state["sandbox"] = sandbox
+        return sandbox
+
+    def run(self, code: str, ctx: ToolContext) -> RunResult:
+        sandbox = self._sandbox(ctx)
+        if not self.use_session:
+            return sandbox.run_python(code, self.limits)
+        session = ctx.state.get("python_session")
+        if not isinstance(session, PythonSession):
+            session = sandbox.session(self.limits)
+            ctx.state["python_session"] = session  # closed by the agent with the episode
+        return session.run(code)
+
+    def __call__(self, invocation: Invocation, ctx: ToolContext) -> ToolResult:
+        code = code_of(invocation)
+        if not code.strip():
+            raise ToolError("@python needs code to run: @python(print(17 * 23))")
+        result = self.run(code, ctx)
+        meta = result.to_dict()
+        meta.pop("stdout")
+        meta.pop("stderr")
+        return ToolResult(result.observation(self.max_chars), ok=result.ok, meta=meta)
