@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from stackmind.consolidate import ConsolidateConfig, Example, build_dataset, episode_messages
+from stackmind.consolidate.dataset import in_heldout
+from stackmind.settings import Settings
+from stackmind.trace import Episode, Step
+
+
+def test_episode_becomes_a_chat_with_observations_as_user_turns() -> None:
+    ep = Episode(goal="What is 6 * 7?", answer="42", reward=1.0, steps=[
+        Step(thought="Compute it with a program.", action="@python(print(6 * 7))", observation="42"),
+        Step(thought="Final answer: 42"),
+    ])
+    msgs = episode_messages(ep, "SYS")
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
+    assert msgs[2]["content"] == "Thought: Compute it with a program.\nAction: @python(print(6 * 7))"
+    assert msgs[3]["content"].startswith("[observation] 42")  # the world's words: never trained on
+    assert msgs[-1]["content"] == "Final answer: 42"
+
+
+def test_only_successful_episodes_and_guided_traces_are_trained(settings: Settings, config: ConsolidateConfig,
+                                                               tmp_path: Path, write_episode) -> None:
+    write_episode(settings.episodes_dir, "good goal", 1.0)
+    write_episode(settings.episodes_dir, "failed goal", 0.0)
+    write_episode(settings.episodes_dir, "unrated goal", None)
+    write_episode(tmp_path / "traces", "guided goal", None, kind="guided")
+    ds, problems = build_dataset(settings, config, trained_keys=set(), replay_pool=[])
+    assert problems == []
+    goals = {e.messages[1]["content"] for e in ds.train if e.source in ("episode", "guided")}
+    assert goals == {"[goal] good goal\n\nYour next step:", "[goal] guided goal\n\nYour next step:"}
+    # the policy's slow part: two train examples, weight 2 each; its heldout example is held out
+    assert ds.counts["new_policy"] == 2
+    assert sum(1 for r in ds.training_rows() if "secret word" in r["messages"][1]["content"]) == 4
+    assert [e.messages[1]["content"] for e in ds.heldout] == ["Which secret word opens the harbour gate?"]
+
+
+def test_duplicates_are_dropped_and_replay_follows_the_ratio(settings: Settings, config: ConsolidateConfig,
+                                                            write_episode) -> None:
+    for i in range(3):
+        write_episode(settings.episodes_dir, f"old goal {i}", 1.0)
+    write_episode(settings.episodes_dir, "old goal 0", 1.0)  # same content, another id: one example
+    first, _ = build_dataset(settings, config, trained_keys=set(), replay_pool=[])
+    assert first.counts["new_episode"] == 3
+    trained = {e.key for e in first.train}
+    write_episode(settings.episodes_dir, "new goal", 1.0)
+    config = config.model_copy(update={"replay_ratio": 1.0})
+    second, _ = build_dataset(settings, config, trained_keys=trained, replay_pool=[])
+    assert second.counts["new"] == 1
+    assert second.counts["replay"] == 1  # one replayed per new example
+    assert {e.source for e in second.train} == {"episode", "replay"}
+    # replay works from the stored pool when the episodes are gone
+    for p in settings.episodes_dir.glob("*.yaml"):
+        if "new goal" not in p.read_text():
+            p.unlink()
+    third, _ = build_dataset(settings, config, trained_keys=trained, replay_pool=first.train)
+    assert third.counts["replay"] == 1
+
+
+def test_heldout_split_is_deterministic_and_by_prompt() -> None:
+    a = Example([{"role": "user", "content": "Same  Prompt"}, {"role": "assistant", "content": "x"}], "episode")
+    b = Example([{"role": "user", "content": "same prompt"}, {"role": "assistant", "content": "y"}], "episode")
+    assert a.key != b.key and a.prompt_key == b.prompt_key
+    keys = [Example([{"role": "user", "content": f"p{i}"}, {"role": "assistant", "content": "a"}], "e").prompt_key
+            for i in range(2000)]
+    share = sum(in_heldout(k, 0.2) for k in keys) / len(keys)
+    assert 0.17 < share < 0.23
+    assert [in_heldout(k, 0.2) for k in keys] == [in_heldout(k, 0.2) for k in keys]
+
+
+def test_a_broken_trace_is_reported_not_fatal(settings: Settings, config: ConsolidateConfig, write_episode) -> None:
+    write_episode(settings.episodes_dir, "good goal", 1.0)
+    (settings.episodes_dir / "bad.trace.yaml").write_text("goal: [unclosed\n")
+    ds, problems = build_dataset(settings, config, trained_keys=set(), replay_pool=[])
+    assert ds.counts["new_episode"] == 1
+    assert len(problems) == 1 and "bad.trace.yaml:" in problems[0]
