@@ -1,0 +1,568 @@
+"""The Telegram bot: python-telegram-bot v22 over the shared conversation loop (`chat.py`).
+
+    update ──► allowlist ──► command or message ──► Conversations (one stack per chat,
+               (refuse)                               one memory owner per user)
+                                 ◄── streamed reply: sendMessage, then throttled editMessageText
+                                 ◄── 👍 / 👎 buttons ──► the episode's reward
+
+Long polling by default; a webhook when ``STACKMIND_TELEGRAM_WEBHOOK_URL`` is set. Every send to a
+chat goes through a pacer (about one message a second per chat, and a global cap), and a
+``RetryAfter`` from Telegram is waited out and retried. Handlers never raise into the application:
+errors are logged (with the token redacted) and answered politely. Shutdown stops taking updates,
+lets answers and /think runs in flight finish (up to a grace period) and delivers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
+from telegram.constants import ChatAction, MessageLimit
+from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
+
+from stackmind.interfaces.chat import ChatRef, ConversationClosed, Conversations, Reply, split_message
+
+log = logging.getLogger("stackmind.telegram")
+
+MAX_TEXT = MessageLimit.MAX_TEXT_LENGTH  # 4096
+
+COMMANDS = [
+    ("start", "say hello and show what I can do"),
+    ("help", "the commands"),
+    ("think", "/think GOAL: search for an answer step by step, with tools"),
+    ("stack", "show this chat's working memory"),
+    ("policies", "list the learning policies I know"),
+    ("forget", "clear this chat's working memory"),
+]
+
+HELP = """I am stackmind, an agent that keeps what it knows as text and learns from your feedback.
+
+Write to me and I answer. Under each answer, 👍 or 👎 tells me whether it helped: I learn from both.
+
+/think GOAL: work on a goal step by step (search, tools); I send the conclusion when done
+/stack: what is on this chat's working memory
+/policies: the learning policies I know
+/forget: clear this chat's working memory
+/help: this text"""
+
+SORRY = "Sorry, something went wrong on my side while answering. Please try again in a moment."
+
+
+class TelegramSettings(BaseSettings):
+    """The bot's own settings (env ``STACKMIND_TELEGRAM_*``); the token is `Settings.telegram_bot_token`."""
+
+    model_config = SettingsConfigDict(env_prefix="STACKMIND_TELEGRAM_", env_file=".env", extra="ignore")
+
+    # Telegram user ids allowed to talk to the bot, e.g. "12345,67890". Empty: nobody.
+    allowed_users: Annotated[list[int], NoDecode] = []
+    base_url: str = "https://api.telegram.org/bot"  # a local Bot API server, or a test fake
+    base_file_url: str = "https://api.telegram.org/file/bot"
+    webhook_url: str | None = None  # public https URL Telegram posts to; unset: long polling
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    webhook_path: str = "telegram"
+    webhook_secret: str | None = None
+    poll_timeout_s: float = 10.0
+    chat_interval_s: float = 1.0  # at most one send or edit per chat per interval (Telegram: ~1/s)
+    global_per_s: float = 25.0  # all chats together (Telegram: ~30/s)
+    typing_every_s: float = 4.5  # Telegram shows "typing…" for 5 s
+    shutdown_grace_s: float = 30.0
+    refuse_every_s: float = 60.0  # tell a stranger at most this often that the bot is private
+
+    @field_validator("allowed_users", mode="before")
+    @classmethod
+    def _ids(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            parts = [p for p in v.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+            try:
+                return [int(p) for p in parts]
+            except ValueError as e:
+                raise ValueError(f"allowed_users must be Telegram user ids separated by commas, got {v!r}") from e
+        if isinstance(v, int):
+            return [v]
+        return v
+
+
+# ---- pacing: flood limits per chat and overall ------------------------------------------------
+
+class Pacer:
+    """At most one call per ``interval_s`` per chat and ``per_s`` overall; waits out RetryAfter."""
+
+    def __init__(self, interval_s: float, per_s: float) -> None:
+        self.interval_s = interval_s
+        self.global_gap = 1.0 / per_s if per_s > 0 else 0.0
+        self._chat_locks: dict[int, asyncio.Lock] = {}
+        self._chat_last: dict[int, float] = {}
+        self._global_lock = asyncio.Lock()
+        self._global_last = 0.0
+
+    async def call(self, chat_id: int, fn: Callable[[], Awaitable[Any]], retries: int = 3) -> Any:
+        lock = self._chat_locks.setdefault(chat_id, asyncio.Lock())
+        async with lock:
+            for attempt in range(retries + 1):
+                wait = self._chat_last.get(chat_id, 0.0) + self.interval_s - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                async with self._global_lock:
+                    gap = self._global_last + self.global_gap - time.monotonic()
+                    if gap > 0:
+                        await asyncio.sleep(gap)
+                    self._global_last = time.monotonic()
+                self._chat_last[chat_id] = time.monotonic()
+                try:
+                    return await fn()
+                except RetryAfter as e:
+                    delay = e.retry_after
+                    seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else float(delay)
+                    if attempt == retries:
+                        raise
+                    log.warning("Telegram asks to wait %.0f s before writing to chat %s", seconds, chat_id)
+                    self._chat_last[chat_id] = time.monotonic() + seconds
+            return None
+
+
+# ---- streaming one answer ---------------------------------------------------------------------
+
+@dataclass
+class _Stream:
+    """One answer being written: a message sent on the first partial text, then edited."""
+
+    bot: Any
+    pacer: Pacer
+    chat_id: int
+    reply_to: int | None
+    message_id: int | None = None
+    latest: str = ""
+    shown: str = ""
+    first_shown_at: float | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    async def partial(self, text: str) -> None:
+        """Called by the conversation worker: remember the text, let the sender catch up."""
+        self.latest = _preview(text)
+        self._wake.set()
+        if self._task is None:
+            self._task = asyncio.create_task(self._send_loop())
+
+    async def _send_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            text = self.latest
+            if text == self.shown:
+                continue
+            try:
+                await self._show(text)
+            except TelegramError as e:  # a preview that fails is not fatal: the final text is sent
+                log.warning("could not show a partial answer in chat %s: %s", self.chat_id, e)
+
+    async def _show(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
+        if self.message_id is None:
+            msg = await self.pacer.call(self.chat_id, lambda: self.bot.send_message(
+                self.chat_id, text, reply_markup=markup, reply_parameters=_reply_to(self.reply_to)))
+            self.message_id = msg.message_id
+            self.first_shown_at = time.perf_counter()
+        else:
+            try:
+                await self.pacer.call(self.chat_id, lambda: self.bot.edit_message_text(
+                    text, chat_id=self.chat_id, message_id=self.message_id, reply_markup=markup))
+            except BadRequest as e:
+                if "not modified" not in str(e).lower():
+                    raise
+        self.shown = text
+
+    async def finish(self, text: str, markup: InlineKeyboardMarkup | None) -> None:
+        """The final text (split when long), the thumbs under its last piece."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        pieces = split_message(text, MAX_TEXT)
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            if i == 0:
+                await self._show(piece, markup if last else None)
+            else:
+                await self.pacer.call(self.chat_id, lambda p=piece, m=(markup if last else None): self.bot.send_message(
+                    self.chat_id, p, reply_markup=m))
+
+    async def abandon(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+def _preview(text: str) -> str:
+    return text if len(text) <= MAX_TEXT - 2 else text[: MAX_TEXT - 2] + " …"
+
+
+def _reply_to(message_id: int | None) -> ReplyParameters | None:
+    return ReplyParameters(message_id, allow_sending_without_reply=True) if message_id else None
+
+
+def thumbs(episode_id: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup([[
+        InlineKeyboardButton("👍", callback_data=f"rate:1:{episode_id}"),
+        InlineKeyboardButton("👎", callback_data=f"rate:-1:{episode_id}"),
+    ]])
+
+
+# ---- the bot -------------------------------------------------------------------------------------
+
+class StackmindBot:
+    """The handlers, bound to one conversation loop."""
+
+    def __init__(self, conversations: Conversations, config: TelegramSettings) -> None:
+        self.conversations = conversations
+        self.config = config
+        self.allowed = frozenset(config.allowed_users)
+        self.pacer = Pacer(config.chat_interval_s, config.global_per_s)
+        self._refused_at: dict[int, float] = {}
+        self._outstanding: dict[int, int] = {}  # per chat: answers being worked on (typing indicator)
+        self._typing: dict[int, asyncio.Task[None]] = {}
+        self._thinks: set[asyncio.Task[None]] = set()
+        self._bot: Any = None  # the application's Bot, set at start
+        self.replies = 0  # answers delivered (tests and benchmarks read these)
+        self.first_visible: list[float] = []
+        self.totals: list[float] = []
+
+    # ---- wiring ---------------------------------------------------------------------------------
+    def install(self, app: Application) -> None:
+        guard = self._guarded
+        app.add_handler(CommandHandler("start", guard(self.start)))
+        app.add_handler(CommandHandler("help", guard(self.help)))
+        app.add_handler(CommandHandler("think", guard(self.think)))
+        app.add_handler(CommandHandler("stack", guard(self.stack)))
+        app.add_handler(CommandHandler("policies", guard(self.policies)))
+        app.add_handler(CommandHandler("forget", guard(self.forget)))
+        app.add_handler(CallbackQueryHandler(guard(self.rate), pattern=r"^rate:"))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, guard(self.text)))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, guard(self.unknown)))
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT, guard(self.not_text)))
+        app.add_error_handler(self.on_error)
+
+    @staticmethod
+    def chat_ref(update: Update) -> ChatRef:
+        assert update.effective_chat is not None and update.effective_user is not None
+        return ChatRef(stack=f"telegram-{update.effective_chat.id}", owner=f"telegram:{update.effective_user.id}",
+                       channel="Telegram")
+
+    def _guarded(self, fn: Callable[[Update, ContextTypes.DEFAULT_TYPE], Awaitable[None]]) -> Any:
+        """The allowlist, then the handler; an error is logged and answered, never raised."""
+
+        async def handler(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            user = update.effective_user
+            if user is None or update.effective_chat is None:
+                return
+            if user.id not in self.allowed:
+                await self._refuse(update)
+                return
+            try:
+                await fn(update, context)
+            except Exception as e:
+                await self._apologise(update, e)
+
+        return handler
+
+    async def _refuse(self, update: Update) -> None:
+        assert update.effective_user is not None and update.effective_chat is not None
+        uid = update.effective_user.id
+        if update.callback_query is not None:
+            await update.callback_query.answer("This bot is private.")
+            return
+        now = time.monotonic()
+        if now - self._refused_at.get(uid, -1e9) < self.config.refuse_every_s:
+            return
+        self._refused_at[uid] = now
+        if not self.allowed:
+            text = ("This bot answers no one yet: its allowlist is empty. "
+                    f"Your Telegram user id is {uid}. To allow yourself, set "
+                    f"STACKMIND_TELEGRAM_ALLOWED_USERS={uid} and restart the bot.")
+        else:
+            text = (f"Sorry, this bot is private. Your Telegram user id is {uid}; "
+                    "ask its owner to add it to STACKMIND_TELEGRAM_ALLOWED_USERS.")
+        log.info("refused user %s (not on the allowlist)", uid)
+        chat_id = update.effective_chat.id
+        await self.pacer.call(chat_id, lambda: update.get_bot().send_message(chat_id, text))
+
+    async def _apologise(self, update: Update | None, error: BaseException) -> None:
+        log.error("error while handling an update: %s", error, exc_info=error)
+        if update is None or update.effective_chat is None:
+            return
+        chat_id = update.effective_chat.id
+        text = SORRY
+        if isinstance(error, ConversationClosed):
+            text = "I am restarting right now; please send that again in a minute."
+        try:
+            if update.callback_query is not None:
+                await update.callback_query.answer(text[:200])
+            else:
+                await self.pacer.call(chat_id, lambda: update.get_bot().send_message(chat_id, text))
+        except Exception as e:  # the apology itself failed (network down): logging is all we can do
+            log.error("could not tell chat %s about an error: %s", chat_id, e)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._apologise(update if isinstance(update, Update) else None, context.error or RuntimeError("?"))
+
+    async def send(self, chat_id: int, text: str, reply_to: int | None = None) -> None:
+        for piece in split_message(text, MAX_TEXT):
+            await self.pacer.call(chat_id, lambda p=piece: self._bot.send_message(
+                chat_id, p, reply_parameters=_reply_to(reply_to)))
+
+    # ---- typing indicator ----------------------------------------------------------------------
+    def _busy(self, chat_id: int, delta: int) -> None:
+        n = self._outstanding.get(chat_id, 0) + delta
+        self._outstanding[chat_id] = n
+        if n > 0 and chat_id not in self._typing:
+            self._typing[chat_id] = asyncio.create_task(self._keep_typing(chat_id))
+        elif n <= 0:
+            self._outstanding.pop(chat_id, None)
+            task = self._typing.pop(chat_id, None)
+            if task is not None:
+                task.cancel()
+
+    async def _keep_typing(self, chat_id: int) -> None:
+        while True:
+            try:
+                await self._bot.send_chat_action(chat_id, ChatAction.TYPING)
+            except TelegramError as e:
+                log.debug("typing indicator failed in chat %s: %s", chat_id, e)
+            await asyncio.sleep(self.config.typing_every_s)
+
+    # ---- handlers ------------------------------------------------------------------------------
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        name = update.effective_user.first_name if update.effective_user else "there"
+        await self.send(update.effective_chat.id, f"Hello {name}!\n\n{HELP}")  # type: ignore[union-attr]
+
+    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        await self.send(update.effective_chat.id, HELP)  # type: ignore[union-attr]
+
+    async def stack(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        await self.send(update.effective_chat.id, self.conversations.stack_text(self.chat_ref(update)))  # type: ignore[union-attr]
+
+    async def policies(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        text = await asyncio.to_thread(self.conversations.policies_text)
+        await self.send(update.effective_chat.id, text)  # type: ignore[union-attr]
+
+    async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        await self.send(update.effective_chat.id, await self.conversations.forget(self.chat_ref(update)))  # type: ignore[union-attr]
+
+    async def unknown(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        await self.send(update.effective_chat.id, "I do not know that command.\n\n" + HELP)  # type: ignore[union-attr]
+
+    async def not_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        await self.send(update.effective_chat.id, "I can read text messages only, for now.")  # type: ignore[union-attr]
+
+    async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        self._bot = context.bot
+        assert update.message is not None and update.effective_chat is not None
+        chat_id = update.effective_chat.id
+        stream = _Stream(context.bot, self.pacer, chat_id, update.message.message_id)
+        self._busy(chat_id, +1)
+        try:
+            reply: Reply = await self.conversations.say(self.chat_ref(update), update.message.text or "", stream.partial)
+            if reply.leader:
+                await stream.finish(reply.text, thumbs(reply.episode_id))
+                self.replies += 1
+                self.totals.append(reply.total_s)
+                if reply.first_visible_s is not None:
+                    self.first_visible.append(reply.first_visible_s)
+        except BaseException:
+            await stream.abandon()
+            raise
+        finally:
+            self._busy(chat_id, -1)
+
+    async def think(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Start a search; the handler returns at once and the conclusion arrives when it is done."""
+        self._bot = context.bot
+        assert update.message is not None and update.effective_chat is not None
+        goal = " ".join(context.args or []).strip()
+        chat_id = update.effective_chat.id
+        if not goal:
+            await self.send(chat_id, "Usage: /think GOAL, for example /think what is 17 * 23?")
+            return
+        await self.pacer.call(chat_id, lambda: context.bot.send_message(
+            chat_id, f"Thinking about: {goal}", reply_parameters=_reply_to(update.message.message_id)))
+        task = asyncio.create_task(self._think(update, context, goal))
+        self._thinks.add(task)
+        task.add_done_callback(self._thinks.discard)
+
+    async def _think(self, update: Update, context: ContextTypes.DEFAULT_TYPE, goal: str) -> None:
+        assert update.message is not None and update.effective_chat is not None
+        chat_id = update.effective_chat.id
+        progress = _Stream(context.bot, self.pacer, chat_id, update.message.message_id)
+        self._busy(chat_id, +1)
+        try:
+            episode = await self.conversations.think(
+                self.chat_ref(update), goal, lambda line: progress.partial(f"🤔 {goal}\n{line}"))
+            await progress.abandon()
+            answer = episode.answer or "I did not reach a conclusion within my step budget."
+            text = f"Conclusion ({len(episode.steps)} steps): {answer}"
+            final = _Stream(context.bot, self.pacer, chat_id, update.message.message_id)
+            await final.finish(text, thumbs(episode.id))
+            self.replies += 1
+        except Exception as e:
+            await progress.abandon()
+            await self._apologise(update, e)
+        finally:
+            self._busy(chat_id, -1)
+
+    async def rate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        query = update.callback_query
+        assert query is not None
+        try:
+            _, value, episode_id = (query.data or "").split(":", 2)
+            reward = float(value)
+        except ValueError:
+            await query.answer("I could not read that button.")
+            return
+        try:
+            await asyncio.to_thread(self.conversations.rate, episode_id, reward, chat=self.chat_ref(update),
+                                    by=f"telegram:{update.effective_user.id}")  # type: ignore[union-attr]
+        except PermissionError:
+            await query.answer("That answer belongs to another chat.")
+            return
+        except FileNotFoundError:
+            await query.answer("I no longer have that answer's record.")
+            return
+        await query.answer("Thanks! 👍 noted." if reward > 0 else "Thanks, noted 👎: I will learn from it.")
+
+    async def drain(self, grace_s: float) -> None:
+        """Finish /think runs in flight (their conclusions are delivered), up to ``grace_s``."""
+        if self._thinks:
+            await asyncio.wait(set(self._thinks), timeout=grace_s)
+        for task in self._typing.values():
+            task.cancel()
+
+
+def build_application(token: str, bot: StackmindBot, config: TelegramSettings) -> Application:
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(config.base_url)
+        .base_file_url(config.base_file_url)
+        .concurrent_updates(True)  # chats are served side by side; the loop keeps each chat in order
+        .get_updates_read_timeout(config.poll_timeout_s + 10)
+        .build()
+    )
+    bot.install(app)
+    return app
+
+
+# ---- running it ----------------------------------------------------------------------------------
+
+class RedactToken(logging.Filter):
+    """Replaces the bot token wherever it appears in a log record (httpx logs request URLs)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.token:
+            return True
+        msg = record.getMessage()
+        if self.token in msg:
+            record.msg, record.args = msg.replace(self.token, "<token>"), None
+        if record.exc_info and record.exc_info[1] is not None and self.token in str(record.exc_info[1]):
+            record.msg = record.getMessage() + f" ({type(record.exc_info[1]).__name__}: " + \
+                str(record.exc_info[1]).replace(self.token, "<token>") + ")"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
+
+
+def protect_token(token: str) -> RedactToken:
+    """Keep the token out of logs: quiet httpx's per-request lines, redact it on every root handler."""
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    redact = RedactToken(token)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redact)
+    for name in ("telegram", "stackmind", "httpx"):
+        logging.getLogger(name).addFilter(redact)
+    return redact
+
+
+async def serve(
+    token: str,
+    conversations: Conversations,
+    config: TelegramSettings,
+    stop: asyncio.Event,
+    ready: Callable[[StackmindBot], None] | None = None,
+) -> StackmindBot:
+    """Run the bot until ``stop`` is set, then shut down gracefully. Returns the bot (its counters)."""
+    protect_token(token)
+    bot = StackmindBot(conversations, config)
+    app = build_application(token, bot, config)
+    await conversations.start()
+    async with app:
+        bot._bot = app.bot
+        try:
+            await app.bot.set_my_commands([BotCommand(c, d) for c, d in COMMANDS])
+        except TelegramError as e:
+            log.warning("could not register the command list with Telegram: %s", e)
+        await app.start()
+        assert app.updater is not None
+        if config.webhook_url:
+            await app.updater.start_webhook(
+                listen=config.webhook_listen, port=config.webhook_port, url_path=config.webhook_path,
+                webhook_url=config.webhook_url, secret_token=config.webhook_secret,
+                allowed_updates=["message", "callback_query"],
+            )
+            log.info("webhook listening on %s:%s/%s", config.webhook_listen, config.webhook_port, config.webhook_path)
+        else:
+            await app.updater.start_polling(timeout=config.poll_timeout_s, allowed_updates=["message", "callback_query"])
+            log.info("long polling for updates")
+        if ready is not None:
+            ready(bot)
+        await stop.wait()
+        log.info("shutting down: finishing answers in flight (up to %.0f s)", config.shutdown_grace_s)
+        await app.updater.stop()  # no new updates
+        await conversations.close(config.shutdown_grace_s)  # answers in flight finish
+        await bot.drain(config.shutdown_grace_s)
+        await app.stop()  # waits for handler tasks to deliver
+    return bot
+
+
+def run(token: str, conversations: Conversations, config: TelegramSettings) -> None:
+    """Blocking entry point for `stackmind telegram`: runs until SIGINT or SIGTERM."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread, or not POSIX
+                pass
+        await serve(token, conversations, config, stop)
+
+    asyncio.run(main())

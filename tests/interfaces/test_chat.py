@@ -1,0 +1,146 @@
+"""The conversation loop with the real embedded model: batching across chats, bursts answered
+together, fairness, rewards; and `stackmind chat` in a terminal, driven through stdin."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stackmind.interfaces.chat import ChatRef, ChatSettings, Conversations
+from stackmind.settings import Settings
+from stackmind.stack import SQLiteStackStore
+from stackmind.trace import Episode
+
+TINY = ChatSettings(max_reply_tokens=8, first_chunk_tokens=4, chunk_tokens=4, render_budget_tokens=128, memory=False)
+
+
+def ref(n: int) -> ChatRef:
+    return ChatRef(stack=f"test-{n}", owner=f"test:{n}")
+
+
+@pytest.mark.slow
+def test_chats_are_batched_and_each_reply_lands_in_its_own_chat(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+    async def main() -> list:
+        async with Conversations(settings, embedded_llm, config=TINY) as conv:
+            replies = await asyncio.gather(*(conv.say(ref(i), f"Say hello to number {i}.") for i in range(4)))
+            return [replies, conv.round_sizes]
+
+    replies, sizes = asyncio.run(main())
+    assert max(sizes) == 4  # the four chats shared each generate
+    store = SQLiteStackStore(settings.db_path)
+    for i, reply in enumerate(replies):
+        assert reply.text.strip() and reply.messages == [f"Say hello to number {i}."]
+        frames = store.frames(f"test-{i}")
+        assert [f.text for f in frames] == [f"Say hello to number {i}.", reply.text]
+        episode = Episode.load(settings.episodes_dir / f"{reply.episode_id}.trace.yaml")
+        assert episode.stack == f"test-{i}" and episode.meta["owner"] == f"test:{i}"
+
+
+@pytest.mark.slow
+def test_a_burst_is_answered_together_and_nothing_is_lost(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+    async def main() -> list:
+        async with Conversations(settings, embedded_llm, config=TINY) as conv:
+            first = asyncio.create_task(conv.say(ref(1), "one"))
+            await asyncio.sleep(0)  # 'one' is being answered; the rest arrive meanwhile
+            while not conv._active:
+                await asyncio.sleep(0.01)
+            rest = [asyncio.create_task(conv.say(ref(1), w)) for w in ("two", "three", "four")]
+            return [await first, *[await r for r in rest]]
+
+    r1, r2, r3, r4 = asyncio.run(main())
+    assert r1.messages == ["one"]
+    assert r2.episode_id == r3.episode_id == r4.episode_id != r1.episode_id
+    assert r2.messages == ["two", "three", "four"] and r2.leader and not r3.leader and not r4.leader
+    users = [f.text for f in SQLiteStackStore(settings.db_path).frames("test-1") if f.provenance.get("role") == "user"]
+    assert users == ["one", "two", "three", "four"]
+
+
+@pytest.mark.slow
+def test_a_new_chat_is_not_kept_waiting_by_a_long_answer(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+    config = ChatSettings(max_reply_tokens=40, first_chunk_tokens=4, chunk_tokens=4, render_budget_tokens=128,
+                          memory=False)
+    seen: dict[str, float] = {}
+
+    async def main() -> tuple:
+        async with Conversations(settings, embedded_llm, config=config) as conv:
+            async def mark(name: str, text: str) -> None:
+                seen.setdefault(name, time.perf_counter())
+
+            long = asyncio.create_task(conv.say(ref(1), "Write a long story about a dragon.",
+                                                lambda t: mark("long", t)))
+            while "long" not in seen:
+                await asyncio.sleep(0.01)
+            short = await conv.say(ref(2), "Hi!", lambda t: mark("short", t))
+            return await long, short
+
+    long, short = asyncio.run(main())
+    # The second chat joined at a chunk boundary: it finished before the long answer did.
+    assert short.total_s < long.total_s
+    assert long.first_visible_s is not None and long.first_visible_s < long.total_s
+
+
+@pytest.mark.slow
+def test_rate_records_the_reward_and_refuses_other_chats(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+    async def main():  # noqa: ANN202
+        async with Conversations(settings, embedded_llm, config=TINY) as conv:
+            reply = await conv.say(ref(1), "Hello")
+            episode = conv.rate(reply.episode_id, 1.0, chat=ref(1))
+            with pytest.raises(PermissionError):
+                conv.rate(reply.episode_id, -1.0, chat=ref(2))
+            return reply, episode
+
+    reply, episode = asyncio.run(main())
+    assert episode.reward == 1.0
+    assert Episode.load(settings.episodes_dir / f"{reply.episode_id}.trace.yaml").reward == 1.0
+
+
+@pytest.mark.slow
+def test_memory_is_recalled_for_its_owner_only(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+    memory_mod = pytest.importorskip("stackmind.memory")
+    config = TINY.model_copy(update={"memory": True, "recall_k": 3})
+
+    async def main():  # noqa: ANN202
+        with memory_mod.Memory(settings) as memory:
+            async with Conversations(settings, embedded_llm, config=config, memory=memory) as conv:
+                await conv.say(ref(1), "My secret password is swordfish.")
+                await conv.say(ref(2), "I like trains.")
+                await conv.say(ref(2), "What is my secret password?")
+                a = memory.recall("secret password", owner="test:1", k=5)
+                b = memory.recall("secret password", owner="test:2", k=5)
+                return a, b
+
+    a, b = asyncio.run(main())
+    assert any("swordfish" in r.text for r in a)
+    assert b and not any("swordfish" in r.text for r in b) and all(r.owner == "test:2" for r in b)
+    for path in settings.episodes_dir.glob("*.trace.yaml"):
+        episode = Episode.load(path)
+        if episode.stack == "test-2":
+            assert "swordfish" not in str(episode.meta.get("recalled", ""))
+
+
+@pytest.mark.slow
+def test_terminal_chat_through_stdin(settings: Settings) -> None:
+    script = "Hello there!\n/stack\n/good\n/policies\n/nope\n/forget\n/stack\n/quit\n"
+    env = {**os.environ, "STACKMIND_CHAT_MEMORY": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from stackmind.interfaces import cli, cli_chat; cli.main()",
+         "chat", "--max-tokens", "8", "--name", "t1"],
+        input=script, capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    assert "stackmind> " in out
+    answer = out.split("stackmind> ", 1)[1].splitlines()[0].strip()
+    assert answer
+    assert "[observation 0.60] Hello there!" in out
+    assert "Noted: reward +1" in out
+    assert "I do not know /nope" in out
+    assert "Cleared 2 frames" in out and out.rstrip().endswith("The stack is empty.")
+    episodes = [Episode.load(p) for p in settings.episodes_dir.glob("*.trace.yaml")]
+    assert len(episodes) == 1 and episodes[0].reward == 1.0 and episodes[0].answer == answer
+    assert episodes[0].stack == "chat-t1"
