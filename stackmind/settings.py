@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     max_new_tokens: int = 192
     temperature: float = 0.0
     render_budget_tokens: int = 1024
+    # How `run` reaches a conclusion: the single-path loop ("none"), or a tree-of-thought search.
+    search: Literal["none", "bfs", "dfs", "mcts"] = "none"
+    search_max_calls: int = 24  # LLM calls one search may make
+    search_max_seconds: float = 600.0
+    memory: bool = True  # long-term memory: recall before each step, store what leaves the stack
+    recall_k: int = 3  # memories recalled before a step
+    policies: bool = True  # fast learning: push the learning policies whose triggers fire
+    learn: bool = True  # after an episode with a reward: hindsight labels and a value-model update
 
     # --- Secrets (never logged; SecretStr hides them in reprs) ------------------------------
     telegram_bot_token: SecretStr | None = Field(

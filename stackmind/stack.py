@@ -174,12 +174,17 @@ def approx_tokens(text: str) -> int:
 
 
 class Stack:
-    """One named stack over a store. Token counts use the model's tokenizer when given one."""
+    """One named stack over a store. Token counts use the model's tokenizer when given one.
 
-    def __init__(self, store: StackStore, name: str, count_tokens: TokenCounter = approx_tokens) -> None:
+    ``on_pop`` sees every frame that leaves the stack by `pop` (the agent sends them to long-term
+    memory)."""
+
+    def __init__(self, store: StackStore, name: str, count_tokens: TokenCounter = approx_tokens,
+                 on_pop: Callable[[Frame], None] | None = None) -> None:
         self.store = store
         self.name = name
         self.count_tokens = count_tokens
+        self.on_pop = on_pop
 
     def push(self, kind: str, text: str, value: float = 0.5, **provenance: Any) -> Frame:
         frame = Frame(kind=kind, text=text, value=value, provenance=provenance,
@@ -192,7 +197,10 @@ class Stack:
         return self.store.push(self.name, frame)
 
     def pop(self) -> Frame:
-        return self.store.pop(self.name)
+        frame = self.store.pop(self.name)
+        if self.on_pop is not None:
+            self.on_pop(frame)
+        return frame
 
     def peek(self) -> Frame:
         frames = self.store.frames(self.name)

@@ -1,23 +1,18 @@
-"""`stackmind` command line: the core commands, plus every ``cli_*`` module's."""
+"""`stackmind` command line: each ``cli_*`` module registers its commands on `app` when imported."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-
+from stackmind.interfaces import (  # noqa: F401  (imported for their commands)
+    cli_chat,
+    cli_consolidate,
+    cli_core,
+    cli_memory,
+    cli_policy,
+    cli_sandbox,
+    cli_search,
+    cli_value,
+)
 from stackmind.interfaces._app import app
-
-# Each module registers its commands on `app` when imported.
-_COMMAND_MODULES = [
-    "stackmind.interfaces.cli_core",
-    "stackmind.interfaces.cli_sandbox",
-    "stackmind.interfaces.cli_memory",
-    "stackmind.interfaces.cli_policy",
-    "stackmind.interfaces.cli_search",
-]
-for _name in _COMMAND_MODULES:
-    if importlib.util.find_spec(_name) is not None:
-        importlib.import_module(_name)
 
 
 def main() -> None:

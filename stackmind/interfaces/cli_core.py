@@ -17,21 +17,29 @@ def run(
     goal: str = typer.Argument(..., help="What to solve, in words."),
     stack: str = typer.Option(None, "--stack", help="Stack to work on (default: a new one per run)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Step budget (default from settings)."),
+    search: str = typer.Option(None, "--search",
+                               help="none (the single-path loop) or a tree-of-thought search: bfs, dfs, mcts "
+                                    "(default from settings)."),
     json: bool = JSON_OPTION,
 ) -> None:
     """Solve one goal with the agent's loop; print the answer and write the episode."""
-    from stackmind.agent import Agent, default_tools
+    from stackmind.agent import Agent
+    from stackmind.search import STRATEGIES
 
+    if search is not None and search != "none" and search not in STRATEGIES:
+        raise fail(f"--search takes none, {', '.join(STRATEGIES)}; not {search!r}")
     s = settings()
-    agent = Agent(s, tools=default_tools(s))
+    agent = Agent.from_settings(s, warn=lambda msg: console.print(f"warning: {msg}"))
     try:
         with console.status("loading the model ...") as status:
             agent.model()
             status.update("thinking ...")
-            episode = agent.run(goal, stack_name=stack, max_steps=max_steps,
+            episode = agent.run(goal, stack_name=stack, max_steps=max_steps, search=search,
                                 progress=lambda msg: status.update(msg))
     except LLMError as e:
         raise fail(str(e)) from e
+    finally:
+        agent.close()
     path = s.episodes_dir / f"{episode.id}.trace.yaml"
     if json:
         print_json({"answer": episode.answer, "episode": str(path), "stack": episode.stack,
