@@ -56,7 +56,7 @@ _ACTION = re.compile(r"(?is)^\s*action\s*:\s*")
 
 ProgressFn = Callable[[str], None]
 
-MIN_RECALL_SIMILARITY = 0.3  # a memory less similar than this to the step's query is not pushed
+MIN_RECALL_SIMILARITY = 0.7  # only a memory this close to the step is pushed (looser ones mislead a small model)
 SUB_STEPS = 4  # the step budget of a policy's sub-goal
 
 
