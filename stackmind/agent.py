@@ -48,8 +48,6 @@ Reply with ONE step, in one of these forms:
 {tools}For arithmetic, do not guess: compute it with @python(print(...)) first, then give the final answer.
 Be brief. Give "Final answer:" as soon as you are sure."""
 
-# Worked steps shown as earlier turns of the conversation: a small model follows a demonstration
-# far better than a rule (and, unlike an example inside the stack's view, does not copy its answer).
 _FINAL = re.compile(r"(?is)\bfinal answer\s*:\s*(.+)")
 _THOUGHT = re.compile(r"(?is)^\s*thought\s*:\s*")
 _ACTION = re.compile(r"(?is)^\s*action\s*:\s*")

@@ -56,6 +56,10 @@ class ConsolidateConfig(BaseSettings):
     game24_csv: Path | None = Field(None, description="Game of 24 puzzles (a 'Puzzles' column) for the gate.")
     game24_range: str = "0:10"
 
+    # ---- after the run -----------------------------------------------------------------------------
+    synthesis: bool = Field(False, description="End with a policy-synthesis round (docs/synthesis.md): "
+                            "re-measure the agent's own policies, then write new ones.")
+
     @field_validator("rank")
     @classmethod
     def _vllm_rank(cls, v: int) -> int:

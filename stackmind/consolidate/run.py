@@ -66,7 +66,7 @@ def consolidate(
         return plan(settings, config, dataset, problems, hooks, max_minutes)
     with exclusive(root / "lock"):
         record = _run(settings, config, hooks, root, resume, max_minutes, model_dir, say)
-        return _nightly_synthesis(settings, root, record, say)
+        return _nightly_synthesis(settings, root, record, say) if config.synthesis else record
 
 
 def _with_learned_policies(settings: Settings, config: ConsolidateConfig) -> ConsolidateConfig:
@@ -83,13 +83,12 @@ def _with_learned_policies(settings: Settings, config: ConsolidateConfig) -> Con
 
 
 def _nightly_synthesis(settings: Settings, root: Path, record: dict[str, Any], say: ProgressFn) -> dict[str, Any]:
-    """With STACKMIND_SYNTHESIS_NIGHTLY=1: re-measure the agent's own policies and write new ones
-    (`stackmind.policies.synthesize.nightly`), after the new adapter is promoted; recorded in run.json."""
+    """With ``synthesis`` set (STACKMIND_CONSOLIDATE_SYNTHESIS=1): re-measure the agent's own policies
+    and write new ones (`stackmind.policies.synthesize.nightly`), after the new adapter is promoted;
+    recorded in run.json."""
     from stackmind.policies.synthesize import SynthesisConfig, nightly
 
     config = SynthesisConfig()
-    if not config.nightly:
-        return record
     say("synthesis: re-measuring kept policies and writing new ones")
     try:
         result = nightly(settings, config=config, progress=say)

@@ -284,10 +284,13 @@ def test_cmd(
     s = settings()
     try:
         runner = AgentRunner(s, max_steps=max_steps)
-        with console.status("loading the model ...") as status:
-            runner.agent.model()
-            report = run_policy_test(policy, runner, split=split, limit=limit,  # type: ignore[arg-type]
-                                     progress=lambda m: status.update(m))
+        try:
+            with console.status("loading the model ...") as status:
+                runner.agent.model()
+                report = run_policy_test(policy, runner, split=split, limit=limit,  # type: ignore[arg-type]
+                                         progress=lambda m: status.update(m))
+        finally:
+            runner.close()
     except (PolicyTestError, LLMError) as e:
         raise fail(str(e)) from e
     if json:

@@ -22,7 +22,7 @@ One round (`synthesize_round`), top to bottom:
    and retires those whose ROI fell below the threshold.
 
 `nightly(settings)` does a re-measure and a round; consolidation calls it when
-``STACKMIND_SYNTHESIS_NIGHTLY=1``. docs/synthesis.md describes the loop.
+``STACKMIND_CONSOLIDATE_SYNTHESIS=1``. docs/synthesis.md describes the loop.
 """
 
 from __future__ import annotations
@@ -78,7 +78,6 @@ class SynthesisConfig(BaseSettings):
     trial_max_tokens: int = Field(64, ge=8, description="Completion budget of one trial answer (both arms).")
     write_max_tokens: int = Field(96, ge=16, description="Completion budget of the model's policy pieces.")
     seed: int = 0
-    nightly: bool = Field(False, description="Run a round at the end of `stackmind consolidate`.")
 
 
 # ---- 1. surprises -----------------------------------------------------------------------------

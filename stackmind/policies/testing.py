@@ -8,14 +8,11 @@ with ``--split heldout`` only the train examples are pushed). The report gives b
 
 from __future__ import annotations
 
-import datetime as dt
-import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from stackmind.policies.fast import policy_frames
 from stackmind.policies.schema import Example, Matcher, Policy
 
 if TYPE_CHECKING:
@@ -130,27 +127,18 @@ def cases_for(policy: Policy, split: TestSplit) -> list[tuple[int, Example, Poli
 
 
 class AgentRunner:
-    """Runs a goal through `stackmind.agent.Agent` with or without policies pushed.
+    """Runs a goal through the agent (`Agent.from_settings`: the sandbox's @python and the policy
+    library, so that composite policies resolve) with exactly the given policies pushed.
 
-    The agent API is ``Agent(settings).run(goal, policies=[...]) -> Episode``. Where the agent does not
-    take ``policies`` yet, the policy's frames are pushed onto a fresh named stack that ``run`` is
-    told to use, which is what ``policies=`` does.
-    """
+    Long-term memory and value learning are off: an earlier case's answer must not be recalled into
+    a later one, and a test must not change what the agent has learned."""
 
     def __init__(self, settings: Settings, max_steps: int | None = None) -> None:
-        try:
-            from stackmind.agent import Agent
-        except ImportError as e:
-            raise PolicyTestError(f"policy test needs the agent (stackmind.agent.Agent), which could not be "
-                                  f"imported: {e}") from e
-        params = inspect.signature(Agent.run).parameters
-        self.takes_policies = "policies" in params
-        if not self.takes_policies and "stack_name" not in params:
-            raise PolicyTestError("this agent's run() takes neither policies= nor stack_name=: policy test "
-                                  "cannot push a policy; update stackmind")
-        self.agent = Agent(settings)
+        from stackmind.agent import Agent
+
+        quiet = settings.model_copy(update={"memory": False, "learn": False})
+        self.agent = Agent.from_settings(quiet)
         self.max_steps = max_steps
-        self._n = 0
 
     def model_reply(self, prompt: str) -> str:
         llm = self.agent.model()
@@ -160,18 +148,10 @@ class AgentRunner:
         kwargs: dict[str, Any] = {}
         if self.max_steps is not None:
             kwargs["max_steps"] = self.max_steps
-        if self.takes_policies:
-            return self.agent.run(goal, policies=[policy] if policy else [], **kwargs)
-        self._n += 1
-        name = f"policy-test-{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{self._n}"
-        stack = self.agent.stack(name)
-        stack.clear()
-        if policy is not None:
-            fast = policy.training.fast
-            k = fast.examples if fast else 3
-            for f in policy_frames(policy, policy.train_examples()[:k], fast.trajectories if fast else 1):
-                stack.push_frame(f)
-        return self.agent.run(goal, stack_name=name, **kwargs)
+        return self.agent.run(goal, policies=[policy] if policy else [], **kwargs)
+
+    def close(self) -> None:
+        self.agent.close()
 
 
 def run_policy_test(policy: Policy, runner: AgentRunner, split: TestSplit = "all", limit: int | None = None,

@@ -54,7 +54,8 @@ def retrain(settings: Settings, labels: Sequence[Label] | None = None, *, eval_f
     train, held = split(labels, eval_fraction, seed=(config or TrainConfig()).seed)
     model = model or ValueModel()
     report = model.fit(train, eval_labels=held, config=config, progress=progress)
-    model.save(settings, kind="retrain", data=_data_summary(train, held), metrics=report.metrics,
+    model.save(settings, kind="retrain", data={**_data_summary(train, held), "calibration": report.calibration},
+               metrics=report.metrics,
                history=report.history)
     return model, report
 

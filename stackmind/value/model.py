@@ -90,12 +90,16 @@ class MiniLMEncoder:
 
 
 class ValueHead(nn.Module):
+    """An MLP giving a logit, then a fixed affine map (Platt scaling) fitted on held-out goals."""
+
     def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+        self.register_buffer("scale", torch.tensor(1.0))
+        self.register_buffer("shift", torch.tensor(0.0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+        return self.net(x).squeeze(-1) * self.scale + self.shift
 
 
 @dataclass
@@ -105,6 +109,11 @@ class TrainConfig:
     weight_decay: float = 1e-2
     batch_size: int = 64
     seed: int = 0
+    # Goals kept aside (never trained on) to pick the best epoch and to fit the Platt scaling that
+    # makes the probabilities calibrated; 0 turns both off. Used only with enough goals and labels.
+    calibrate: float = 0.15
+    min_calibration_goals: int = 8
+    min_calibration_labels: int = 64
 
 
 @dataclass
@@ -116,6 +125,7 @@ class FitReport:
     train: int = 0
     eval: int = 0
     seconds: float = 0.0
+    calibration: dict[str, Any] = field(default_factory=dict)  # the Platt map and the labels it came from
 
 
 ProgressFn = Callable[[int, int, dict[str, float]], None]
@@ -160,9 +170,20 @@ class ValueModel:
         train = [lab for lab in labels if lab.kind != "conclusion"]
         if not train:
             raise ValueModelError("no labels to train on: run episodes with rewards, or train on Game of 24 states")
+        cal: list[Label] = []
+        if cfg.calibrate > 0:
+            rest, aside = split(train, eval_fraction=cfg.calibrate, seed=cfg.seed)
+            if (len({lab.goal for lab in aside}) >= cfg.min_calibration_goals
+                    and len(aside) >= cfg.min_calibration_labels and rest):
+                train, cal = rest, aside
         x = torch.from_numpy(self.encoder.encode([label_text(lab) for lab in train]))
         y = torch.tensor([min(1.0, max(0.0, lab.target)) for lab in train], dtype=torch.float32)
         w = torch.tensor([lab.weight for lab in train], dtype=torch.float32)
+        if cal:
+            cal_x = torch.from_numpy(self.encoder.encode([label_text(lab) for lab in cal]))
+            cal_y = torch.tensor([min(1.0, max(0.0, lab.target)) for lab in cal], dtype=torch.float32)
+            cal_w = torch.tensor([lab.weight for lab in cal], dtype=torch.float32)
+            best: tuple[float, dict[str, torch.Tensor]] | None = None
         ev = [lab for lab in eval_labels if lab.kind != "conclusion"]
         ev_x = self.encoder.encode([label_text(lab) for lab in ev]) if ev else None
         ev_y = np.array([lab.target for lab in ev], float)
@@ -182,6 +203,14 @@ class ValueModel:
                 opt.step()
                 total += loss.item() * len(b)
             row = {"epoch": epoch + 1, "train_loss": total / len(train)}
+            if cal:
+                self.head.eval()
+                with torch.no_grad():
+                    cal_loss = float((nn.functional.binary_cross_entropy_with_logits(
+                        self.head(cal_x), cal_y, reduction="none") * cal_w).sum() / cal_w.sum())
+                row["calibration_loss"] = cal_loss
+                if best is None or cal_loss < best[0]:
+                    best = (cal_loss, {k: v.clone() for k, v in self.head.state_dict().items()})
             if ev_x is not None:
                 self.head.eval()
                 with torch.no_grad():
@@ -193,10 +222,37 @@ class ValueModel:
             if progress is not None:
                 progress(epoch + 1, cfg.epochs, row)
         self.head.eval()
+        if cal:
+            assert best is not None
+            self.head.load_state_dict(best[1])
+            report.calibration = self._platt(cal_x, cal_y, cal_w)
+            report.calibration.update(labels=len(cal), goals=len({lab.goal for lab in cal}))
         if ev:
             report.metrics = calibration(ev_y, self.predict_texts([label_text(lab) for lab in ev])).to_dict()
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _platt(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> dict[str, Any]:
+        """Fit the head's final affine map (Platt scaling) on labels it was not trained on."""
+        with torch.no_grad():
+            raw = (self.head(x) - self.head.shift) / self.head.scale  # the logits before the map
+        a = torch.ones((), requires_grad=True)
+        b = torch.zeros((), requires_grad=True)
+        opt = torch.optim.LBFGS([a, b], lr=0.5, max_iter=100)
+
+        def loss() -> torch.Tensor:
+            opt.zero_grad()
+            out = (nn.functional.binary_cross_entropy_with_logits(raw * a + b, y, reduction="none") * w).sum() / w.sum()
+            out.backward()
+            return out
+
+        opt.step(loss)
+        scale, shift = float(a.detach()), float(b.detach())
+        if not (np.isfinite(scale) and np.isfinite(shift)) or scale <= 0:  # degenerate: keep the identity
+            return {"scale": 1.0, "shift": 0.0, "fitted": False}
+        self.head.scale.fill_(self.head.scale.item() * scale)
+        self.head.shift.fill_(self.head.shift.item() * scale + shift)
+        return {"scale": round(scale, 4), "shift": round(shift, 4), "fitted": True}
 
     def update(self, labels: Sequence[Label], *, epochs: int = 5, lr: float = 3e-4, seed: int = 0) -> FitReport:
         """An online step: a few low-rate epochs on new labels (mixed with replay by the caller)."""
@@ -252,7 +308,11 @@ class ValueModel:
         if enc.name != meta["encoder"]["name"] or enc.dim != meta["encoder"]["dim"]:
             raise ValueModelError(f"{folder} was trained on encoder {meta['encoder']}, not {enc.name}/{enc.dim}")
         model = cls(enc, hidden=int(meta["hidden"]))
-        model.head.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        missing, unexpected = model.head.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"scale", "shift"}:  # a head saved before Platt scaling lacks only those
+            raise ValueModelError(f"{weights}: not a value head of this shape (missing {missing}, "
+                                  f"unexpected {unexpected})")
         model.head.eval()
         model.version, model.meta = version, meta
         return model

@@ -62,6 +62,37 @@ def test_corrupt_checkpoint_is_refused(settings: Settings, g24_labels) -> None: 
         ValueModel.load(settings)
 
 
+def test_platt_scaling_is_fitted_on_goals_set_aside_and_saved(settings: Settings) -> None:
+    import hashlib
+
+    import torch
+
+    labels = dataset(random_puzzles(80, seed=11), per_depth=4, seed=2)
+    model, report = retrain(settings, labels, config=TrainConfig(epochs=12))
+    cal = report.calibration
+    assert cal["fitted"] and cal["goals"] >= 8 and cal["labels"] >= 64 and cal["scale"] > 0
+    # The epoch kept is the one with the lowest loss on the goals set aside, and those goals were not trained on.
+    losses = [row["calibration_loss"] for row in report.history]
+    assert report.train + cal["labels"] + report.eval == len(labels)
+    assert min(losses) <= losses[-1]
+    head = model.head
+    assert (head.scale.item(), head.shift.item()) != (1.0, 0.0)
+    meta = json.loads((settings.home / "value" / model.version / "meta.json").read_text())
+    assert meta["data"]["calibration"]["scale"] == cal["scale"]
+    game = Game24([4, 9, 10, 13])
+    states = game.children(game.root(), ["13 - 9 = 4 (left: 4 4 10)\n10 + 4 = 14 (left: 9 13 14)"])
+    again = ValueModel.load(settings)
+    assert again.score(game.goal, states) == model.score(game.goal, states)
+    # A head saved before Platt scaling existed (no scale/shift) still loads, as the identity map.
+    weights = settings.home / "value" / model.version / "head.pt"
+    state = {k: v for k, v in torch.load(weights, weights_only=True).items() if k not in ("scale", "shift")}
+    torch.save(state, weights)
+    meta["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (settings.home / "value" / model.version / "meta.json").write_text(json.dumps(meta))
+    old = ValueModel.load(settings)
+    assert (old.head.scale.item(), old.head.shift.item()) == (1.0, 0.0)
+
+
 @pytest.mark.slow
 def test_learned_model_ranks_held_out_puzzles(settings: Settings) -> None:
     puzzles = random_puzzles(160, seed=99)
