@@ -31,10 +31,11 @@ from stackmind.policies.library import (
 from stackmind.policies.parser import FileProblems, Problem, load_policy, load_trace, parse_policy, read
 from stackmind.policies.schema import Example, Matcher, Policy, json_schema
 from stackmind.policies.slow import SFTExample, sft_examples
+from stackmind.policies.testing import consolidation_checks
 
 __all__ = [
     "BUILTIN_TOOLS", "CheckReport", "Example", "FileProblems", "InvocationError", "InvocationResult",
-    "Invoker", "Matcher", "Policy", "PolicyCycleError", "PolicyDepthError", "PolicyLibrary",
+    "Invoker", "Matcher", "consolidation_checks", "Policy", "PolicyCycleError", "PolicyDepthError", "PolicyLibrary",
     "PolicyNameError", "Problem", "SFTExample", "Selected", "Selector", "bind_arguments", "check", "composite_graph",
     "cycles", "estimate_prediction_error", "json_schema", "load_policy", "load_trace", "minilm_embed",
     "parse_policy", "policy_frames", "read", "sft_examples",

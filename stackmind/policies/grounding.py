@@ -119,23 +119,28 @@ class StackTrial:
     render_budget_tokens: int = 1024
     name: str = "stack-step"
 
-    def run(self, tasks: Sequence[HeldoutTask], policy: Policy) -> tuple[list[str], list[str], int]:
+    def prompts(self, tasks: Sequence[HeldoutTask], policy: Policy | None) -> tuple[list[list[dict[str, str]]], int]:
+        """One step's prompt per task, with ``policy``'s frames pushed (or none); and their stack tokens."""
         store = SQLiteStackStore(Path(":memory:"))
         try:
             prompts, tokens = [], 0
-            for pushed in (True, False):
-                for i, task in enumerate(tasks):
-                    stack = Stack(store, f"trial-{int(pushed)}-{i}", self.llm.count_tokens)
-                    if pushed:
-                        frames = [stack.push_frame(f) for f in trial_frames(policy)]
-                        tokens = sum(f.tokens for f in frames)
-                    stack.push("goal", task.goal, value=1.0)
-                    view = stack.render(self.render_budget_tokens)
-                    prompts.append([{"role": "system", "content": TRIAL_SYSTEM},
-                                    {"role": "user", "content": f"{view}\n\nCurrent goal: {task.goal}"}])
+            for i, task in enumerate(tasks):
+                stack = Stack(store, f"trial-{int(policy is not None)}-{i}", self.llm.count_tokens)
+                if policy is not None:
+                    frames = [stack.push_frame(f) for f in trial_frames(policy)]
+                    tokens = sum(f.tokens for f in frames)
+                stack.push("goal", task.goal, value=1.0)
+                view = stack.render(self.render_budget_tokens)
+                prompts.append([{"role": "system", "content": TRIAL_SYSTEM},
+                                {"role": "user", "content": f"{view}\n\nCurrent goal: {task.goal}"}])
         finally:
             store.close()
-        gen = self.llm.generate(prompts, max_tokens=self.max_tokens, temperature=0.0, seed=self.seed)
+        return prompts, tokens
+
+    def run(self, tasks: Sequence[HeldoutTask], policy: Policy) -> tuple[list[str], list[str], int]:
+        pushed, tokens = self.prompts(tasks, policy)
+        bare, _ = self.prompts(tasks, None)
+        gen = self.llm.generate(pushed + bare, max_tokens=self.max_tokens, temperature=0.0, seed=self.seed)
         replies = [t[0] for t in gen.texts]
         return replies[: len(tasks)], replies[len(tasks):], tokens
 

@@ -182,3 +182,29 @@ def run_policy_test(policy: Policy, runner: AgentRunner, split: TestSplit = "all
                 case.bare, case.bare_ok = answer, ok
         report.cases.append(case)
     return report
+
+
+def consolidation_checks(settings: Settings) -> dict[str, Callable[[Any], float]]:
+    """The consolidation gate's policy check: every held-out example of the library's policies,
+    answered in one step with its policy pushed (`grounding.StackTrial`), scored by its matcher
+    (judge matchers are left out: the gate compares two models, and a judge would be one of them)."""
+    from stackmind.policies.grounding import HeldoutTask, StackTrial, final_answer
+    from stackmind.policies.library import default_policy_dirs, load_lenient
+
+    library, _ = load_lenient(default_policy_dirs(settings.home))
+    cases = [(policy, ex, m) for policy in library for ex in policy.examples
+             if ex.split == "heldout" and (m := policy.matcher_for(ex)) is not None and m.kind != "judge"]
+    if not cases:
+        return {}
+
+    def check(llm: Any) -> float:
+        trial = StackTrial(llm, max_tokens=96)
+        prompts = []
+        for policy, ex, _m in cases:
+            batch, _tokens = trial.prompts([HeldoutTask(ex.prompt(), ex.answer or "", "contains")], policy)
+            prompts += batch
+        replies = llm.generate(prompts, max_tokens=trial.max_tokens, temperature=0.0, seed=trial.seed).first
+        ok = [matches(m, final_answer(r), ex.answer, ex.goal) for r, (_p, ex, m) in zip(replies, cases, strict=True)]
+        return sum(ok) / len(ok)
+
+    return {f"policy tests ({len(cases)} held-out examples)": check}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from stackmind.value.consolidation import consolidation_examples, retrain_for_consolidation
 from stackmind.value.hindsight import conclude, label_episode, relabel_game24
 from stackmind.value.labels import LABEL_KINDS, Label, LabelError, load_labels, save_labels
 from stackmind.value.learn import EpisodeLearning, Reassessment, after_episode, reassess, retrain
@@ -30,5 +31,5 @@ __all__ = [
     "RPERecord", "Reassessment", "ReplayBuffer", "SwitchCriteria", "TrainConfig", "ValueModel",
     "ValueModelError", "after_episode", "calibration", "choose_scorer", "conclude", "current_version",
     "default_scorer", "label_episode", "load_labels", "load_rpe", "reassess", "relabel_game24",
-    "reliability_diagram", "retrain", "save_labels", "split", "trust", "versions",
+    "reliability_diagram", "retrain", "consolidation_examples", "retrain_for_consolidation", "save_labels", "split", "trust", "versions",
 ]

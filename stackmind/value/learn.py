@@ -35,7 +35,7 @@ TRAINABLE = ("return_to_go", "monte_carlo", "relabelled", "verifier")
 MAX_REPLAY_POOL = 4000  # the newest labels the replay buffer draws from
 
 
-def _data_summary(train: Sequence[Label], held: Sequence[Label]) -> dict[str, Any]:
+def data_summary(train: Sequence[Label], held: Sequence[Label]) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     for lab in train:
         kinds[lab.kind] = kinds.get(lab.kind, 0) + 1
@@ -54,7 +54,7 @@ def retrain(settings: Settings, labels: Sequence[Label] | None = None, *, eval_f
     train, held = split(labels, eval_fraction, seed=(config or TrainConfig()).seed)
     model = model or ValueModel()
     report = model.fit(train, eval_labels=held, config=config, progress=progress)
-    model.save(settings, kind="retrain", data={**_data_summary(train, held), "calibration": report.calibration},
+    model.save(settings, kind="retrain", data={**data_summary(train, held), "calibration": report.calibration},
                metrics=report.metrics,
                history=report.history)
     return model, report

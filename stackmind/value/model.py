@@ -222,8 +222,7 @@ class ValueModel:
             if progress is not None:
                 progress(epoch + 1, cfg.epochs, row)
         self.head.eval()
-        if cal:
-            assert best is not None
+        if cal and best is not None:  # (no epochs: nothing to pick or calibrate)
             self.head.load_state_dict(best[1])
             report.calibration = self._platt(cal_x, cal_y, cal_w)
             report.calibration.update(labels=len(cal), goals=len({lab.goal for lab in cal}))
