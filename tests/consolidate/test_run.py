@@ -26,7 +26,7 @@ def test_dry_run_shows_the_dataset_and_writes_nothing(settings: Settings, polici
     assert plan["dataset"]["new_policy"] == 2 and plan["dataset"]["new_episode"] == 1
     assert plan["would_run"] is True
     assert plan["init"] == "fresh adapter, rank 16"
-    assert "stackmind.value" in plan["value_model"]  # the value hook is not there yet: said so
+    assert plan["value_model"] == "retrain" and plan["hindsight"] == "hook"
     assert not consolidate_dir(settings).exists()
     res = runner.invoke(app, ["consolidate", "--dry-run"])
     assert res.exit_code == 0 and "would run: yes" in res.stdout and "secret_word" in res.stdout
