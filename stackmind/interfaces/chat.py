@@ -132,6 +132,7 @@ class Conversations:
         self.memory = memory  # a stackmind.memory.Memory, or None
         self.config = config or ChatSettings()
         self.tools = tools  # a ToolRegistry for /think; default_tools(settings) when None
+        self._library: Any = None  # learning policies for /think, loaded on first use
         self._waiting: dict[str, list[_Turn]] = {}  # per chat, in arrival order
         self._active: dict[str, _Turn] = {}  # per chat, the turn being answered
         self._raw: list[_Raw] = []
@@ -436,14 +437,17 @@ class Conversations:
 
     # ---- /think: the agent, on the same worker --------------------------------------------------
     async def think(self, chat: ChatRef, goal: str, progress: ProgressFn | None = None) -> Episode:
-        """Run the agent on a goal (search and tools), its model calls queued on the worker."""
+        """Run the agent on a goal (tools, learning policies, and the settings' search strategy), its
+        model calls queued on the worker. Long-term memory stays with the chat turns (it is not
+        shared with the agent's thread)."""
         if self._closing or self._loop is None:
             raise ConversationClosed("the conversation loop is not running (shutting down?)")
         from stackmind.agent import Agent, default_tools
 
         loop = self._loop
         tools = self.tools if self.tools is not None else default_tools(self.settings)
-        agent = Agent(self.settings, llm=self.llm_for_agents(), tools=tools, store=self.store, owner=chat.owner)
+        agent = Agent(self.settings, llm=self.llm_for_agents(), tools=tools, store=self.store, owner=chat.owner,
+                      library=self._policy_library(tools))
 
         def report(line: str) -> None:
             if progress is not None:
@@ -464,6 +468,20 @@ class Conversations:
                    role="assistant", episode=episode.id)
         await asyncio.to_thread(episode.save, self.settings.episodes_dir)
         return episode
+
+    def _policy_library(self, tools: Any) -> Any:
+        """The learning policies /think pushes and calls (loaded once; a file that does not parse is
+        skipped with a warning, as in `Agent.from_settings`); None when settings turn policies off."""
+        if not self.settings.policies:
+            return None
+        if self._library is None:
+            from stackmind.policies.library import default_policy_dirs, load_lenient
+
+            self._library, problems = load_lenient(default_policy_dirs(self.settings.home), tools=tools)
+            for problem in problems:
+                if problem.severity == "error":
+                    log.warning("policy skipped: %s", problem)
+        return self._library
 
     def llm_for_agents(self) -> LLM:
         """An `LLM` whose generates queue on this loop's worker (between chat rounds)."""
