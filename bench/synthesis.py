@@ -61,7 +61,7 @@ def leap_experience(settings: Settings, llm, years, samples: int, max_tokens: in
     goals = [TextGoal(t.goal) for t in tasks]
     judge = llm.generate([g.value_spec(g.root()).prompt for g in goals], max_tokens=40, temperature=0.0,
                          seed=seed, stop=["\n\n"])
-    predicted = [g.read_value([s]) for g, s in zip(goals, judge.texts, strict=True)]
+    predicted = [g.read_value(s) for g, s in zip(goals, judge.texts, strict=True)]
     prompts = [[{"role": "system", "content": TRIAL_SYSTEM},
                 {"role": "user", "content": f"[goal] {t.goal}\n\nCurrent goal: {t.goal}"}] for t in tasks]
     gen = llm.generate(prompts, n=samples, max_tokens=max_tokens, temperature=0.7, seed=seed)
