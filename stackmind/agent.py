@@ -218,6 +218,10 @@ class Agent:
                 where = f"step {i + 1}" if depth == 0 else f"sub-goal (depth {depth}) step {i + 1}"
                 run.progress(f"{where}: thinking ...")
             result = self.step(view, run.ctx, depth=depth, run=run, goal=goal)
+            if (result.answer is None and result.invocation is None and steps
+                    and " ".join(result.reply.split()) == " ".join(steps[-1].thought.split())):
+                result = StepResult(result.reply, ok=False, observation=(
+                    "that repeats your last step; take a different step or give the Final answer"))
             steps.append(Step(
                 thought=result.reply, action=result.invocation.text if result.invocation else None,
                 observation=result.observation, view=view, substeps=result.substeps,
@@ -260,6 +264,9 @@ class Agent:
             ) + f"; available: {', '.join(sorted(self._names()))}", ok=False)
         if _THOUGHT.match(reply) and reply.strip():
             return StepResult(reply)
+        if _copies_view(reply, view):  # a small model sometimes continues the stack instead of answering
+            return StepResult(reply, observation="that reply copies the stack; reply with one step: "
+                                                 "Thought: ..., Action: @name(...) or Final answer: ...", ok=False)
         # A reply in none of the forms is the model answering directly.
         return StepResult(reply, answer=reply)
 
@@ -404,6 +411,17 @@ class Agent:
             return
         episode.meta["learning"] = {"labels": len(learned.labels), "rpe": len(learned.rpe),
                                     "value_version": learned.version}
+
+
+_FRAME_LINE = re.compile(r"^\s*\[[a-z_]+\]\s")  # "[goal] ...", "[policy] ...": a line of the rendered stack
+
+
+def _copies_view(reply: str, view: str) -> bool:
+    """Whether a reply only continues or repeats the rendered stack (no answer in it)."""
+    if _FRAME_LINE.match(reply):
+        return True
+    text = " ".join(reply.split()).lower()
+    return len(text) >= 12 and text in " ".join(view.split()).lower()
 
 
 def _snapshot(llm: LLM) -> dict[str, float]:
