@@ -3,7 +3,9 @@
 - `consolidation_examples`: the hindsight conclusions made since the last consolidation, as
   prompt/response pairs to fine-tune on: the successful paths compressed, and the relabelled ones
   (a failed Game of 24 episode that made 18 is a worked solution of "make 18").
-- `retrain_for_consolidation`: a fresh value model on every stored label, measured on held-out goals
+- `retrain_for_consolidation`: first labels the episodes no label names yet (a benchmark's or an
+  imported episode never went through `after_episode`), then a fresh value model on every stored label,
+  measured on held-out goals
   against the current model on the same goals; it becomes current only when its Brier score is not
   worse, so a night with few or odd labels cannot make the search's scorer worse.
 """
@@ -15,7 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from stackmind.settings import Settings
-from stackmind.value.labels import load_labels
+from stackmind.trace import TraceError
+from stackmind.value.hindsight import label_episode
+from stackmind.value.labels import Label, load_labels, save_labels
 from stackmind.value.learn import TRAINABLE, data_summary
 from stackmind.value.metrics import calibration
 from stackmind.value.model import (
@@ -26,6 +30,7 @@ from stackmind.value.model import (
     set_current,
     split,
 )
+from stackmind.value.rpe import record_rpe, rpe_records
 
 MIN_LABELS = 32  # fewer stored labels than this: the value model is left as it is
 MIN_GOALS = 4
@@ -46,13 +51,35 @@ def consolidation_examples(settings: Settings, since: dt.datetime | None) -> Ite
                "source": "relabelled conclusion" if lab.meta.get("relabelled") else "conclusion"}
 
 
+def label_unlabelled(settings: Settings) -> int:
+    """Hindsight labels (and RPEs) for the episodes with a reward that no stored label names; how many."""
+    from stackmind.trace import Episode
+
+    if not settings.episodes_dir.is_dir():
+        return 0
+    seen = {lab.episode for lab in load_labels(settings)}
+    new: list[Label] = []
+    for path in sorted(settings.episodes_dir.glob("*.trace.yaml")):
+        try:
+            episode = Episode.load(path)
+        except TraceError:
+            continue  # consolidation's dataset step reports unreadable episodes
+        if episode.id not in seen:
+            new += label_episode(episode)
+    save_labels(settings, new)
+    record_rpe(settings, rpe_records(new))
+    return len(new)
+
+
 def retrain_for_consolidation(settings: Settings, config: TrainConfig | None = None) -> dict[str, Any]:
-    """Retrain on all stored labels; make the result current only if it is not worse than the current one."""
+    """Label what is unlabelled, retrain on all stored labels; make the result current only if it is
+    not worse than the current one."""
+    labelled = label_unlabelled(settings)
     labels = [lab for lab in load_labels(settings) if lab.kind in TRAINABLE]
     goals = {lab.goal for lab in labels}
     if len(labels) < MIN_LABELS or len(goals) < MIN_GOALS:
         return {"skipped": f"{len(labels)} labels over {len(goals)} goals; retraining needs at least "
-                           f"{MIN_LABELS} labels over {MIN_GOALS} goals"}
+                           f"{MIN_LABELS} labels over {MIN_GOALS} goals", "labelled_now": labelled}
     cfg = config or TrainConfig()
     train, held = split(labels, 0.2, seed=cfg.seed)
     model = ValueModel(seed=cfg.seed)
@@ -73,7 +100,7 @@ def retrain_for_consolidation(settings: Settings, config: TrainConfig | None = N
     if better:
         set_current(settings, model.version)  # type: ignore[arg-type]
     return {
-        "version": model.version, "promoted": better, "previous": previous,
+        "version": model.version, "promoted": better, "previous": previous, "labelled_now": labelled,
         "train": report.train, "eval": report.eval, "seconds": round(report.seconds, 1),
         "metrics": new.to_dict(), "previous_metrics": before.to_dict() if before else None,
         "calibration": reliability_bins(y, p_new),

@@ -16,6 +16,7 @@ from stackmind.value import (
     TrainConfig,
     consolidation_examples,
     current_version,
+    load_labels,
     retrain_for_consolidation,
     save_labels,
 )
@@ -78,3 +79,15 @@ def test_policy_check_answers_held_out_examples_with_the_policy_pushed(
     (check,) = checks.values()
     # The held-out question is answered from the pushed examples (the word is nowhere else).
     assert check(embedded_llm) == 1.0
+
+
+def test_value_retrain_labels_episodes_that_no_label_names(settings: Settings) -> None:
+    from stackmind.trace import Episode, Step
+
+    for i in range(6):
+        Episode(goal=f"What is {i} + {i}?", steps=[Step(thought=f"{i} + {i} = {2 * i}", value=0.5)],
+                answer=str(2 * i), reward=1.0 if i % 2 else 0.0).save(settings.episodes_dir)
+    out = retrain_for_consolidation(settings)
+    assert out["labelled_now"] > 0 and "skipped" in out  # too few to train on, but labelled and kept
+    assert out["labelled_now"] == len([lab for lab in load_labels(settings)])
+    assert retrain_for_consolidation(settings)["labelled_now"] == 0  # labelled once only
