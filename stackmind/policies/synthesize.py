@@ -639,10 +639,22 @@ def write_candidates(llm: Any, usable: Sequence[Evidence], known: PolicyLibrary,
     for d in drafts:
         if d["repaired"]:
             policy, problems = validate(assemble(d["pieces"], d["ev"], config), known, taken)
+            fixed = snake_name(d["pieces"]["name"])
+            if policy is None and fixed != d["pieces"]["name"] and any(re.search(r"\bname\b", p.message)
+                                                                        for p in problems):
+                # Still no valid name after the model's repair: the last repair is mechanical.
+                d["pieces"] = {**d["pieces"], "name": fixed}
+                policy, problems = validate(assemble(d["pieces"], d["ev"], config), known, taken)
             if policy is not None:
                 taken.add(policy.name)
             d.update(policy=policy, problems=problems if policy is None else d["problems"])
     return drafts
+
+
+def snake_name(name: str) -> str:
+    """A name made valid by rewriting: "fix February_2400" -> "fix_february_2400"."""
+    out = re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+    return f"p_{out}" if out[:1].isdigit() else out
 
 
 # ---- re-measuring what was kept ------------------------------------------------------------------

@@ -26,6 +26,7 @@ from stackmind.policies.synthesize import (
     evidence,
     load_episodes,
     read_name,
+    snake_name,
     surprises,
     synthesize_round,
     validate,
@@ -147,9 +148,18 @@ def test_rejected_name_is_repaired_once(settings: Settings) -> None:
     assert prov["model"] == "scripted" and "value_model" in prov
 
 
+def test_a_name_still_invalid_after_the_model_s_repair_is_rewritten(settings: Settings) -> None:
+    _lived(settings)
+    report = synthesize_round(settings, LLM(ScriptedBackend(["Times 99 trick", "times 99 trick!"])),
+                              library=_library())
+    [cand] = report.candidates
+    assert cand.repaired and cand.name == "times_99_trick" and cand.status == "kept"
+    assert snake_name("9 lives") == "p_9_lives" and snake_name("!!!") == ""
+
+
 def test_candidate_rejected_twice_is_dropped_and_nothing_is_saved(settings: Settings) -> None:
     _lived(settings)
-    report = synthesize_round(settings, LLM(ScriptedBackend(["99 trick", "also bad!"])), library=_library())
+    report = synthesize_round(settings, LLM(ScriptedBackend(["99 trick", "!!!"])), library=_library())
     [cand] = report.candidates
     assert cand.status == "dropped" and cand.problems
     store = PolicyStore(settings)
