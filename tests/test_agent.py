@@ -29,7 +29,9 @@ CALLED_POLICY = """\
 name: lookup_colour
 description: Look up the colour of a fruit.
 parameters:
-  fruit: {description: the fruit}
+  - name: fruit
+    description: the fruit
+subgoal: "What colour is a {fruit}?"
 examples:
   - goal: What colour is a banana?
     response: "Final answer: yellow"
