@@ -250,13 +250,17 @@ class Agent:
         ).texts[0][0].strip()
         invocation = next((inv for inv in find_invocations(reply) if self._knows(inv.name)), None)
         final = _FINAL.search(reply)
-        if final and (invocation is None or final.start() < invocation.start):
+        answer_is_call = bool(final and invocation is not None
+                              and final.group(1).strip().startswith(f"@{invocation.name}("))
+        if final and (invocation is None or final.start() < invocation.start) and not answer_is_call:
             return StepResult(reply, answer=final.group(1).strip())
         if invocation is not None:
             if self.tools.get(invocation.name) is None and run is not None and run.invoker is not None:
                 return self._invoke_policy(reply, invocation, ctx, depth, run)
             observed = self.tools.run(invocation, ctx)
-            return StepResult(reply, invocation=invocation, observation=observed.text, ok=observed.ok)
+            # "Final answer: @python(print(...))": the answer is what the call returns (when it works).
+            answer = observed.text.strip() if answer_is_call and observed.ok and observed.text.strip() else None
+            return StepResult(reply, answer=answer, invocation=invocation, observation=observed.text, ok=observed.ok)
         if _ACTION.match(reply):
             named = [f"@{inv.name}" for inv in find_invocations(reply)]
             return StepResult(reply, observation=(
