@@ -109,15 +109,7 @@ class Agent:
         is left out with a warning, never a failure: the agent still answers."""
         warn = warn or log.warning
         tools = default_tools(settings)
-        library = None
-        if settings.policies:
-            from stackmind.policies.library import default_policy_dirs, load_lenient
-
-            dirs = default_policy_dirs(settings.home)
-            library, problems = load_lenient(dirs, tools=tools)
-            for p in problems:
-                if p.severity == "error":
-                    warn(f"policy skipped: {p}")
+        library = policy_library(settings, tools, warn)
         memory = None
         if settings.memory:
             from stackmind.memory import Memory, MemoryStoreError
@@ -443,6 +435,20 @@ def _close_tool_state(ctx: ToolContext, keep: set[str]) -> None:
         close = getattr(value, "close", None)
         if key not in keep and callable(close):
             close()
+
+
+def policy_library(settings: Settings, tools: ToolRegistry, warn: ProgressFn | None = None) -> PolicyLibrary | None:
+    """The learning policies the settings ask for (None when they are off); a file that does not
+    parse is skipped with a warning, never a failure."""
+    if not settings.policies:
+        return None
+    from stackmind.policies.library import default_policy_dirs, load_lenient
+
+    library, problems = load_lenient(default_policy_dirs(settings.home), tools=tools)
+    for p in problems:
+        if p.severity == "error":
+            (warn or log.warning)(f"policy skipped: {p}")
+    return library
 
 
 def default_tools(settings: Settings) -> ToolRegistry:

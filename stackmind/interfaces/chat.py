@@ -442,12 +442,14 @@ class Conversations:
         shared with the agent's thread)."""
         if self._closing or self._loop is None:
             raise ConversationClosed("the conversation loop is not running (shutting down?)")
-        from stackmind.agent import Agent, default_tools
+        from stackmind.agent import Agent, default_tools, policy_library
 
         loop = self._loop
         tools = self.tools if self.tools is not None else default_tools(self.settings)
+        if self._library is None:  # loaded once, on the first /think
+            self._library = policy_library(self.settings, tools)
         agent = Agent(self.settings, llm=self.llm_for_agents(), tools=tools, store=self.store, owner=chat.owner,
-                      library=self._policy_library(tools))
+                      library=self._library)
 
         def report(line: str) -> None:
             if progress is not None:
@@ -468,20 +470,6 @@ class Conversations:
                    role="assistant", episode=episode.id)
         await asyncio.to_thread(episode.save, self.settings.episodes_dir)
         return episode
-
-    def _policy_library(self, tools: Any) -> Any:
-        """The learning policies /think pushes and calls (loaded once; a file that does not parse is
-        skipped with a warning, as in `Agent.from_settings`); None when settings turn policies off."""
-        if not self.settings.policies:
-            return None
-        if self._library is None:
-            from stackmind.policies.library import default_policy_dirs, load_lenient
-
-            self._library, problems = load_lenient(default_policy_dirs(self.settings.home), tools=tools)
-            for problem in problems:
-                if problem.severity == "error":
-                    log.warning("policy skipped: %s", problem)
-        return self._library
 
     def llm_for_agents(self) -> LLM:
         """An `LLM` whose generates queue on this loop's worker (between chat rounds)."""

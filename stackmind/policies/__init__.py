@@ -35,8 +35,8 @@ from stackmind.policies.testing import consolidation_checks
 
 __all__ = [
     "BUILTIN_TOOLS", "CheckReport", "Example", "FileProblems", "InvocationError", "InvocationResult",
-    "Invoker", "Matcher", "consolidation_checks", "Policy", "PolicyCycleError", "PolicyDepthError", "PolicyLibrary",
+    "Invoker", "Matcher", "Policy", "PolicyCycleError", "PolicyDepthError", "PolicyLibrary",
     "PolicyNameError", "Problem", "SFTExample", "Selected", "Selector", "bind_arguments", "check", "composite_graph",
-    "cycles", "estimate_prediction_error", "json_schema", "load_policy", "load_trace", "minilm_embed",
+    "consolidation_checks", "cycles", "estimate_prediction_error", "json_schema", "load_policy", "load_trace", "minilm_embed",
     "parse_policy", "policy_frames", "read", "sft_examples",
 ]

@@ -29,7 +29,7 @@ from stackmind.value.select import SwitchCriteria, choose_scorer, default_scorer
 __all__ = [
     "LABEL_KINDS", "Calibration", "Encoder", "EpisodeLearning", "Label", "LabelError", "MiniLMEncoder",
     "RPERecord", "Reassessment", "ReplayBuffer", "SwitchCriteria", "TrainConfig", "ValueModel",
-    "ValueModelError", "after_episode", "calibration", "choose_scorer", "conclude", "current_version",
-    "default_scorer", "label_episode", "load_labels", "load_rpe", "reassess", "relabel_game24",
-    "reliability_diagram", "retrain", "consolidation_examples", "retrain_for_consolidation", "save_labels", "split", "trust", "versions",
+    "ValueModelError", "after_episode", "calibration", "choose_scorer", "conclude", "consolidation_examples",
+    "current_version", "default_scorer", "label_episode", "load_labels", "load_rpe", "reassess", "relabel_game24",
+    "reliability_diagram", "retrain", "retrain_for_consolidation", "save_labels", "split", "trust", "versions",
 ]

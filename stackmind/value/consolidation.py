@@ -21,7 +21,7 @@ from stackmind.trace import TraceError
 from stackmind.value.hindsight import label_episode
 from stackmind.value.labels import Label, load_labels, save_labels
 from stackmind.value.learn import TRAINABLE, data_summary
-from stackmind.value.metrics import calibration
+from stackmind.value.metrics import calibration, reliability
 from stackmind.value.model import (
     TrainConfig,
     ValueModel,
@@ -99,20 +99,10 @@ def retrain_for_consolidation(settings: Settings, config: TrainConfig | None = N
                metrics=new.to_dict(), history=report.history, make_current=False)
     if better:
         set_current(settings, model.version)  # type: ignore[arg-type]
+    predicted, observed, _ = reliability(y, p_new)
     return {
         "version": model.version, "promoted": better, "previous": previous, "labelled_now": labelled,
         "train": report.train, "eval": report.eval, "seconds": round(report.seconds, 1),
         "metrics": new.to_dict(), "previous_metrics": before.to_dict() if before else None,
-        "calibration": reliability_bins(y, p_new),
+        "calibration": {"predicted": [round(v, 4) for v in predicted], "observed": [round(v, 4) for v in observed]},
     }
-
-
-def reliability_bins(y: list[float], p: list[float], bins: int = 10) -> dict[str, list[float]]:
-    """Mean prediction and mean outcome of each non-empty probability bin (the report's curve)."""
-    predicted, observed = [], []
-    for b in range(bins):
-        idx = [i for i, q in enumerate(p) if b / bins <= q < (b + 1) / bins or (b == bins - 1 and q == 1.0)]
-        if idx:
-            predicted.append(round(sum(p[i] for i in idx) / len(idx), 4))
-            observed.append(round(sum(y[i] for i in idx) / len(idx), 4))
-    return {"predicted": predicted, "observed": observed}

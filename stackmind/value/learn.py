@@ -55,8 +55,7 @@ def retrain(settings: Settings, labels: Sequence[Label] | None = None, *, eval_f
     model = model or ValueModel()
     report = model.fit(train, eval_labels=held, config=config, progress=progress)
     model.save(settings, kind="retrain", data={**data_summary(train, held), "calibration": report.calibration},
-               metrics=report.metrics,
-               history=report.history)
+               metrics=report.metrics, history=report.history)
     return model, report
 
 

@@ -22,18 +22,26 @@ def brier(y: Sequence[float], p: Sequence[float]) -> float:
     return float(np.mean((p_ - y_) ** 2)) if len(y_) else float("nan")
 
 
-def ece(y: Sequence[float], p: Sequence[float], bins: int = 10) -> float:
-    """Expected calibration error: the count-weighted gap between mean prediction and mean outcome per bin."""
+def reliability(y: Sequence[float], p: Sequence[float], bins: int = 10) -> tuple[list[float], list[float], list[int]]:
+    """Per non-empty probability bin: the mean prediction, the mean outcome and the count."""
     y_, p_ = np.asarray(y, float), np.asarray(p, float)
-    if not len(y_):
-        return float("nan")
     idx = np.minimum((p_ * bins).astype(int), bins - 1)
-    total = 0.0
+    predicted, observed, counts = [], [], []
     for b in range(bins):
         m = idx == b
         if m.any():
-            total += m.sum() * abs(p_[m].mean() - y_[m].mean())
-    return float(total / len(y_))
+            predicted.append(float(p_[m].mean()))
+            observed.append(float(y_[m].mean()))
+            counts.append(int(m.sum()))
+    return predicted, observed, counts
+
+
+def ece(y: Sequence[float], p: Sequence[float], bins: int = 10) -> float:
+    """Expected calibration error: the count-weighted gap between mean prediction and mean outcome per bin."""
+    if not len(y):
+        return float("nan")
+    predicted, observed, counts = reliability(y, p, bins)
+    return float(sum(n * abs(a - b) for a, b, n in zip(predicted, observed, counts, strict=True)) / len(y))
 
 
 def auc(y: Sequence[float], p: Sequence[float]) -> float:
@@ -114,13 +122,7 @@ def reliability_diagram(series: dict[str, tuple[Sequence[float], Sequence[float]
     edges = np.linspace(0, 1, bins + 1)
     for name, (y, p) in series.items():
         y_, p_ = np.asarray(y, float), np.asarray(p, float)
-        idx = np.minimum((p_ * bins).astype(int), bins - 1)
-        xs, ys = [], []
-        for b in range(bins):
-            m = idx == b
-            if m.any():
-                xs.append(p_[m].mean())
-                ys.append(y_[m].mean())
+        xs, ys, _ = reliability(y_, p_, bins)
         c = calibration(y_, p_, bins)
         ax.plot(xs, ys, marker="o", label=f"{name} (Brier {c.brier:.3f}, ECE {c.ece:.3f}, AUC {c.auc:.3f})")
         hx.hist(p_, bins=edges, alpha=0.5, label=name)

@@ -176,13 +176,9 @@ class ValueModel:
             if (len({lab.goal for lab in aside}) >= cfg.min_calibration_goals
                     and len(aside) >= cfg.min_calibration_labels and rest):
                 train, cal = rest, aside
-        x = torch.from_numpy(self.encoder.encode([label_text(lab) for lab in train]))
-        y = torch.tensor([min(1.0, max(0.0, lab.target)) for lab in train], dtype=torch.float32)
-        w = torch.tensor([lab.weight for lab in train], dtype=torch.float32)
+        x, y, w = self._tensors(train)
         if cal:
-            cal_x = torch.from_numpy(self.encoder.encode([label_text(lab) for lab in cal]))
-            cal_y = torch.tensor([min(1.0, max(0.0, lab.target)) for lab in cal], dtype=torch.float32)
-            cal_w = torch.tensor([lab.weight for lab in cal], dtype=torch.float32)
+            cal_x, cal_y, cal_w = self._tensors(cal)
             best: tuple[float, dict[str, torch.Tensor]] | None = None
         ev = [lab for lab in eval_labels if lab.kind != "conclusion"]
         ev_x = self.encoder.encode([label_text(lab) for lab in ev]) if ev else None
@@ -230,6 +226,13 @@ class ValueModel:
             report.metrics = calibration(ev_y, self.predict_texts([label_text(lab) for lab in ev])).to_dict()
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _tensors(self, labels: Sequence[Label]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encoded texts, targets clipped to [0, 1], and weights."""
+        x = torch.from_numpy(self.encoder.encode([label_text(lab) for lab in labels]))
+        y = torch.tensor([min(1.0, max(0.0, lab.target)) for lab in labels], dtype=torch.float32)
+        w = torch.tensor([lab.weight for lab in labels], dtype=torch.float32)
+        return x, y, w
 
     def _platt(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> dict[str, Any]:
         """Fit the head's final affine map (Platt scaling) on labels it was not trained on."""
