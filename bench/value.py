@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--search", type=int, default=0,
                     help="also run BFS on this many held-out puzzles with each scorer and count successes")
     ap.add_argument("--search-calls", type=int, default=12, help="LLM-call budget of each search")
+    ap.add_argument("--search-log", type=Path, default=None,
+                    help="JSON lines, one per finished search; a rerun with the same log skips the searches "
+                         "already in it (same seed and budget), so a long run can stop and go on")
     ap.add_argument("--png", type=Path, default=None, help="reliability diagram of both scorers")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
@@ -172,20 +175,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.search:
         from stackmind.search import Budget, solve
 
+        config = {"strategy": "bfs", "seed": args.seed, "llm_calls": args.search_calls}
+        done: dict[tuple[str, str], dict[str, Any]] = {}
+        if args.search_log and args.search_log.exists():
+            for line in args.search_log.read_text(encoding="utf-8").splitlines():
+                rec = json.loads(line) if line.strip() else None
+                if rec and rec.get("config") == config:
+                    done[(rec["puzzle"], rec["scorer"])] = rec
+            console.print(f"search log {args.search_log}: {len(done)} searches already done, skipped")
         runs: dict[str, list[dict[str, Any]]] = {"learned": [], "llm_judge": []}
-        for p in test_p[:args.search]:
+        puzzles_s = test_p[:args.search]
+        for k, p in enumerate(puzzles_s, 1):
             for name in runs:
-                game = Game24(p)
-                scorer = fresh if name == "learned" else LLMJudge(llm, game, seed=args.seed)
-                res = solve(game, llm, strategy="bfs", scorer=scorer, budget=Budget(llm_calls=args.search_calls),
-                            seed=args.seed)
-                runs[name].append({"puzzle": p.text, "success": res.success, "seconds": round(res.wall_seconds, 1),
-                                   "llm_calls": res.usage.calls})
-                console.print(f"  search {p.text} with {name}: {'solved' if res.success else 'not solved'} "
-                              f"in {res.wall_seconds:.0f} s")
+                rec = done.get((p.text, name))
+                if rec is None:
+                    game = Game24(p)
+                    scorer = fresh if name == "learned" else LLMJudge(llm, game, seed=args.seed)
+                    res = solve(game, llm, strategy="bfs", scorer=scorer,
+                                budget=Budget(llm_calls=args.search_calls), seed=args.seed)
+                    rec = {"puzzle": p.text, "scorer": name, "config": config, "success": res.success,
+                           "answer": res.answer, "stopped": res.stopped, "seconds": round(res.wall_seconds, 1),
+                           "llm_calls": res.usage.calls, "nodes": len(res.tree)}
+                    if args.search_log:
+                        with args.search_log.open("a", encoding="utf-8") as f:
+                            f.write(json.dumps(rec) + "\n")
+                runs[name].append(rec)
+            tally = ", ".join(f"{n} {sum(r['success'] for r in rs)}" for n, rs in runs.items())
+            console.print(f"  search {k}/{len(puzzles_s)} ({p.text}): solved so far: {tally}; "
+                          f"this puzzle {runs['learned'][-1]['seconds']:.0f} s / {runs['llm_judge'][-1]['seconds']:.0f} s")
         result["search"] = {name: {"puzzles": len(r), "solved": sum(x["success"] for x in r),
                                    "seconds": round(sum(x["seconds"] for x in r), 1), "runs": r}
                             for name, r in runs.items()}
+        result["search"]["config"] = config
+        result["check"]["search_learned_solves_at_least_judge"] = (
+            result["search"]["learned"]["solved"] >= result["search"]["llm_judge"]["solved"])
     table = Table(title="value: learned model vs LLM judge, held-out Game of 24 states")
     for col in ("scorer", "states", "AUC", "Brier", "Brier (natural mix)", "ECE", "candidates/s"):
         table.add_column(col, justify="right")
@@ -198,6 +221,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     table.add_row("ratio learned/judge", "", "", "", "", "", f"{model_rate / judge_rate:.0f}x")
     console.print(table)
     console.print(f"labels: {result['labels']['source']}; training {fit.train} labels took {train_s:.1f} s")
+    if args.search:
+        sr = result["search"]
+        console.print(f"search (bfs, {args.search_calls} LLM calls each) on the same {sr['learned']['puzzles']} "
+                      f"held-out puzzles: learned {sr['learned']['solved']} solved in {sr['learned']['seconds']:.0f} s, "
+                      f"LLM judge {sr['llm_judge']['solved']} solved in {sr['llm_judge']['seconds']:.0f} s")
     if args.png:
         reliability_diagram({"learned": (y_s, m_s), "LLM judge": (y_s, p_judge)}, args.png,
                             title="held-out Game of 24 states (judge sample)")

@@ -240,12 +240,24 @@ class Agent:
             [self.messages(view, goal)], max_tokens=self.settings.max_new_tokens,
             temperature=self.settings.temperature, seed=self.settings.seed, stop=["\nObservation:", "\n[observation]"],
         ).texts[0][0].strip()
+        return self.act(reply, view, ctx, depth=depth, run=run, goal=goal)
+
+    def act(self, reply: str, view: str, ctx: ToolContext, *, depth: int = 0, run: _Run | None = None,
+            goal: str | None = None) -> StepResult:
+        """What a reply means: an answer, a tool or policy call (run here), a thought, or a reply
+        that needs correcting (an observation saying what was wrong)."""
         invocation = next((inv for inv in find_invocations(reply) if self._knows(inv.name)), None)
         final = _FINAL.search(reply)
         answer_is_call = bool(final and invocation is not None
                               and final.group(1).strip().startswith(f"@{invocation.name}("))
         if final and (invocation is None or final.start() < invocation.start) and not answer_is_call:
-            return StepResult(reply, answer=final.group(1).strip())
+            answer = final.group(1).strip()
+            expr = _restated_expression(answer, goal) if goal is not None else None
+            if expr is None or self.tools.get("python") is None:
+                return StepResult(reply, answer=answer)
+            # "What is 17 * 23?" -> "Final answer: 17 * 23" is the question again, not its value: the
+            # answer is the expression's value, computed in the sandbox like "Final answer: @python(...)".
+            invocation, answer_is_call = find_invocations(f"@python(print({expr}))")[0], True
         if invocation is not None:
             if self.tools.get(invocation.name) is None and run is not None and run.invoker is not None:
                 return self._invoke_policy(reply, invocation, ctx, depth, run)
@@ -410,6 +422,17 @@ class Agent:
 
 
 _FRAME_LINE = re.compile(r"^\s*\[[a-z_]+\]\s")  # "[goal] ...", "[policy] ...": a line of the rendered stack
+
+
+_ARITHMETIC = re.compile(r"^[\d\s.()+\-*/%]*\d\s*[+\-*/%]\s*[\d(][\d\s.()+\-*/%]*$")
+
+
+def _restated_expression(answer: str, goal: str) -> str | None:
+    """The answer when it is a bare arithmetic expression copied from the goal (so not yet computed)."""
+    expr = " ".join(answer.rstrip(".").split())
+    if not _ARITHMETIC.match(expr):
+        return None
+    return expr if expr in " ".join(goal.split()) else None
 
 
 def _copies_view(reply: str, view: str) -> bool:
