@@ -536,10 +536,19 @@ def synthesize_round(
     # 3. the model writes the pieces (batched calls), the code assembles, the parser judges
     say(f"writing {len(usable)} candidate(s)")
     drafts = write_candidates(llm, usable, known, config)
+    settle(settings, drafts, report, llm=llm, config=config, trial=trial, store=store, progress=say)
+    return report
 
-    # 4-5. ground, keep or discard
-    versions = model_versions(settings, llm)
-    trial = trial or make_trial(settings, llm, config)
+
+def settle(settings: Settings, drafts: Sequence[dict[str, Any]], report: RoundReport, *, llm: Any,
+           config: SynthesisConfig, trial: Trial | None = None, store: PolicyStore | None = None,
+           progress: ProgressFn | None = None) -> RoundReport:
+    """Steps 4-5 of a round: a dropped draft is logged, a valid one grounded on its held-out tasks
+    and kept or discarded (a dry run only reports). Files are written atomically, provenance first."""
+    say = progress or (lambda _m: None)
+    store = store or PolicyStore(settings, config.learned_dir)
+    dry_run = report.dry_run
+    versions: dict[str, Any] | None = None
     for d in drafts:
         ev: Evidence = d["ev"]
         eps = [e.id for e in ev.cluster.episodes]
@@ -555,6 +564,9 @@ def synthesize_round(
         if dry_run:
             report.candidates.append(Candidate(name, 0, "written", None, None, [], d["repaired"], d["pieces"], eps))
             continue
+        if versions is None:  # the model is only asked once something is to be grounded
+            versions = model_versions(settings, llm)
+            trial = trial or make_trial(settings, llm, config)
         version = store.next_version(name)
         provenance = {
             "name": name, "version": version, "round": report.round,
@@ -571,6 +583,7 @@ def synthesize_round(
                   f"value model {versions['value_model'] or 'none'}; provenance: {name}.v{version}.provenance.json"]
         text = assemble(d["pieces"], ev, config, header)
         say(f"grounding @{name} on {len(ev.heldout)} held-out task(s)")
+        assert trial is not None
         result = ground(policy, ev.heldout, trial, roi_threshold=config.roi_threshold)
         provenance["grounding"] = result.to_dict()
         status = ("pending" if config.require_review else "kept") if result.keep else "discarded"
@@ -606,19 +619,37 @@ def write_candidates(llm: Any, usable: Sequence[Evidence], known: PolicyLibrary,
     cases = [cases_text(ev) for ev in usable]
     first = _generate(llm, [_user(ADVICE_PROMPT.format(cases=c)) for c in cases]
                       + [_user(TARGET_PROMPT.format(cases=c)) for c in cases], config)
-    advice, targets = [clean_sentence(t) for t in first[: len(cases)]], [clean_sentence(t) for t in first[len(cases):]]
-    name_questions = [NAME_PROMPT.format(advice=a) for a in advice]
-    names = [read_name(t) for t in _generate(llm, [_user(q) for q in name_questions], config, max_tokens=24)]
+    advice, targets = first[: len(cases)], first[len(cases):]
+    names = _generate(llm, [_user(name_question(a)) for a in advice], config, max_tokens=24)
+    drafts = draft_candidates(usable, advice, targets, names, known, config)
+    asks = repair_requests(drafts)
+    return apply_repairs(drafts, asks, _generate(llm, [m for _, _, m in asks], config), known, config)
+
+
+def name_question(advice: str) -> str:
+    return NAME_PROMPT.format(advice=clean_sentence(advice))
+
+
+def draft_candidates(usable: Sequence[Evidence], advice: Sequence[str], targets: Sequence[str],
+                     names: Sequence[str], known: PolicyLibrary, config: SynthesisConfig) -> list[dict[str, Any]]:
+    """Each cluster's policy, assembled from the model's raw replies (advice, target, name) and
+    judged by the parser: ``policy`` is None, with located ``problems``, when it was rejected."""
     drafts: list[dict[str, Any]] = []
     taken: set[str] = set()
-    for i, ev in enumerate(usable):
-        pieces = {"name": names[i], "description": advice[i], "target": targets[i], "strategy": advice[i]}
+    for ev, a, t, n in zip(usable, advice, targets, names, strict=True):
+        pieces = {"name": read_name(n), "description": clean_sentence(a), "target": clean_sentence(t),
+                  "strategy": clean_sentence(a)}
         policy, problems = validate(assemble(pieces, ev, config), known, taken)
         if policy is not None:
             taken.add(policy.name)
         drafts.append({"ev": ev, "pieces": pieces, "policy": policy, "problems": problems, "repaired": False,
-                       "questions": {"name": name_questions[i], "description": ADVICE_PROMPT.format(cases=cases[i])}})
-    # One repair each, batched: the located problems go back with the question whose answer they are about.
+                       "questions": {"name": name_question(a), "description": ADVICE_PROMPT.format(cases=cases_text(ev))}})
+    return drafts
+
+
+def repair_requests(drafts: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], str, list[dict[str, str]]]]:
+    """One repair per rejected piece: the located problems go back with the question whose answer
+    they are about, as (draft, piece, messages)."""
     asks: list[tuple[dict[str, Any], str, list[dict[str, str]]]] = []
     for d in drafts:
         if d["policy"] is not None:
@@ -630,19 +661,25 @@ def write_candidates(llm: Any, usable: Sequence[Evidence], known: PolicyLibrary,
             if mine:
                 asks.append((d, piece, _user(REPAIR_PROMPT.format(question=d["questions"][piece],
                                                                    answer=d["pieces"][piece], problems="\n".join(mine)))))
-    replies = _generate(llm, [m for _, _, m in asks], config)
+    return asks
+
+
+def apply_repairs(drafts: list[dict[str, Any]], asks: Sequence[tuple[dict[str, Any], str, Any]],
+                  replies: Sequence[str], known: PolicyLibrary, config: SynthesisConfig) -> list[dict[str, Any]]:
+    """The model's repaired pieces, judged again; a name still invalid is rewritten mechanically
+    (`snake_name`) as the last repair. What is still rejected keeps ``policy`` None: dropped."""
     for (d, piece, _), text in zip(asks, replies, strict=True):
         d["pieces"] = {**d["pieces"], piece: read_name(text) if piece == "name" else clean_sentence(text)}
         if piece == "description":
             d["pieces"]["strategy"] = d["pieces"]["description"]
         d["repaired"] = True
+    taken = {d["policy"].name for d in drafts if d["policy"] is not None}
     for d in drafts:
         if d["repaired"]:
             policy, problems = validate(assemble(d["pieces"], d["ev"], config), known, taken)
             fixed = snake_name(d["pieces"]["name"])
             if policy is None and fixed != d["pieces"]["name"] and any(re.search(r"\bname\b", p.message)
                                                                         for p in problems):
-                # Still no valid name after the model's repair: the last repair is mechanical.
                 d["pieces"] = {**d["pieces"], "name": fixed}
                 policy, problems = validate(assemble(d["pieces"], d["ev"], config), known, taken)
             if policy is not None:

@@ -1,8 +1,8 @@
 """Policy synthesis: the agent writes, grounds, and keeps or discards its own learning policies.
 
-The fast tests use the real parser, checker, embedder and stores. Only the parser/repair/atomicity
-tests answer the model's questions with `ScriptedBackend` (a deterministic Backend: the same
-interface as the real ones). The end-to-end test uses the embedded model and is marked slow.
+The fast tests use the real parser, checker, embedder and stores; where a step reads the model's
+replies (drafting, repair), the replies are given as text to the function that reads them, so no
+model double is needed. The end-to-end test uses the embedded model and is marked slow.
 """
 
 from __future__ import annotations
@@ -15,17 +15,22 @@ import pytest
 from synthesis_episodes import HELDOUT, WRITTEN, episodes
 from typer.testing import CliRunner
 
-from stackmind.llm.base import LLM, Completion, Request
 from stackmind.policies.grounding import Grounding, HeldoutTask, StackTrial, game24_task
 from stackmind.policies.library import PolicyLibrary, check, default_policy_dirs
 from stackmind.policies.review import PolicyStore, ReviewError, atomic_write
 from stackmind.policies.synthesize import (
+    RoundReport,
     SynthesisConfig,
+    apply_repairs,
     assemble,
     cluster,
+    draft_candidates,
     evidence,
     load_episodes,
+    name_question,
     read_name,
+    repair_requests,
+    settle,
     snake_name,
     surprises,
     synthesize_round,
@@ -53,37 +58,6 @@ def _evidence(settings: Settings, config: SynthesisConfig):  # type: ignore[no-u
     ev = evidence(cluster(items, config.cluster_similarity)[0], config)
     assert not isinstance(ev, str), ev
     return ev
-
-
-class ScriptedBackend:
-    """Answers the synthesis questions from a script: names are taken in order, one per name question."""
-
-    name = "scripted"
-
-    def __init__(self, names: list[str], advice: str = "Write 99 as 100 - 1, multiply by 100, subtract the number.") -> None:
-        self.names = list(names)
-        self.advice = advice
-        self.prompts: list[str] = []
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def generate(self, request: Request) -> list[Completion]:
-        out = []
-        for p in request.prompts:
-            text = p if isinstance(p, str) else p[-1]["content"]
-            self.prompts.append(text)
-            if "was rejected" in text or "function name" in text:
-                reply = self.names.pop(0)
-            elif "What kind of problem" in text:
-                reply = "multiplication by 99"
-            elif "What trick" in text:
-                reply = self.advice
-            else:  # a trial: answer with the strategy when the examples are on the stack
-                n = int(text.rsplit("What is ", 1)[1].split(" ")[0])
-                reply = f"Final answer: {n * 99}" if "[policy]" in text else "Final answer: 1"
-            out.append(Completion([reply], len(text.split()), len(reply.split())))
-        return out
 
 
 # ---- surprises, clusters, evidence ---------------------------------------------------------------
@@ -133,40 +107,54 @@ def test_assembled_candidate_passes_check_and_problems_are_located(settings: Set
 
 # ---- repair, drop, never half-saved (scripted model) ------------------------------------------------
 
-def test_rejected_name_is_repaired_once(settings: Settings) -> None:
+ADVICE = "Write 99 as 100 - 1, multiply by 100, subtract the number."
+
+
+def _drafts(settings: Settings, name_reply: str) -> tuple[SynthesisConfig, PolicyLibrary, list[dict]]:  # type: ignore[type-arg]
+    """Drafts from the model's replies, given as text (the replies a model could give)."""
+    config, lib = SynthesisConfig(), _library()
+    return config, lib, draft_candidates([_evidence(settings, config)], [ADVICE], ["multiplication by 99"],
+                                         [name_reply], lib, config)
+
+
+def test_rejected_name_goes_back_located_and_the_repair_is_judged_again(settings: Settings) -> None:
     _lived(settings)
-    backend = ScriptedBackend(["Times 99 trick", "times_99_trick"])
-    report = synthesize_round(settings, LLM(backend), library=_library())
-    [cand] = report.candidates
-    assert cand.repaired and cand.status == "kept" and cand.name == "times_99_trick"
-    repair = next(p for p in backend.prompts if "was rejected" in p)
+    config, lib, drafts = _drafts(settings, "Times 99 trick")
+    assert drafts[0]["policy"] is None and not drafts[0]["repaired"]
+    asks = repair_requests(drafts)
+    [(_, piece, messages)] = asks
+    assert piece == "name"
+    repair = messages[-1]["content"]
     assert "candidate.policy.yaml:3:7" in repair and "'Times 99 trick'" in repair  # the located problem went back
-    store = PolicyStore(settings)
-    assert set(store.active()) == {"times_99_trick"}
-    prov = store.provenance("times_99_trick")
-    assert prov["written_from"] and prov["grounding"]["success_with"] == len(prov["heldout_tasks"])
-    assert prov["model"] == "scripted" and "value_model" in prov
+    assert name_question(ADVICE) in repair  # with the question it answers
+    [d] = apply_repairs(drafts, asks, ["times_99_trick"], lib, config)
+    assert d["repaired"] and d["policy"] is not None and d["policy"].name == "times_99_trick"
+    assert d["pieces"]["description"] == ADVICE and d["pieces"]["target"] == "multiplication by 99"
+    assert not repair_requests(_drafts(settings, "times_99_trick")[2])  # a valid first answer: no repair
 
 
 def test_a_name_still_invalid_after_the_model_s_repair_is_rewritten(settings: Settings) -> None:
     _lived(settings)
-    report = synthesize_round(settings, LLM(ScriptedBackend(["Times 99 trick", "times 99 trick!"])),
-                              library=_library())
-    [cand] = report.candidates
-    assert cand.repaired and cand.name == "times_99_trick" and cand.status == "kept"
+    config, lib, drafts = _drafts(settings, "Times 99 trick")
+    [d] = apply_repairs(drafts, repair_requests(drafts), ["times 99 trick!"], lib, config)
+    assert d["repaired"] and d["policy"] is not None and d["policy"].name == "times_99_trick"
     assert snake_name("9 lives") == "p_9_lives" and snake_name("!!!") == ""
 
 
 def test_candidate_rejected_twice_is_dropped_and_nothing_is_saved(settings: Settings) -> None:
     _lived(settings)
-    report = synthesize_round(settings, LLM(ScriptedBackend(["99 trick", "!!!"])), library=_library())
+    config, lib, drafts = _drafts(settings, "99 trick")
+    apply_repairs(drafts, repair_requests(drafts), ["!!!"], lib, config)
+    report = RoundReport("r1", dry_run=False)
+    settle(settings, drafts, report, llm=None, config=config)  # nothing to ground: the model is never asked
     [cand] = report.candidates
-    assert cand.status == "dropped" and cand.problems
+    assert cand.status == "dropped" and cand.problems and cand.repaired
     store = PolicyStore(settings)
     assert not store.active() and not store.candidates.exists()
     assert [e.status for e in store.entries()] == ["dropped"]
-    # The episodes it came from are used: the next round does not write the same lesson again.
-    again = synthesize_round(settings, LLM(ScriptedBackend(["x"])), library=_library())
+    # The episodes it came from are used: the next round does not write the same lesson again (and,
+    # with nothing left to write, asks no model).
+    again = synthesize_round(settings, None, library=lib)
     assert again.surprises == 1 and not again.candidates  # only the unrelated surprise is left
 
 
