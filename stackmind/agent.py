@@ -432,7 +432,8 @@ def _restated_expression(answer: str, goal: str) -> str | None:
     expr = " ".join(answer.rstrip(".").split())
     if not _ARITHMETIC.match(expr):
         return None
-    return expr if expr in " ".join(goal.split()) else None
+    inside = re.search(rf"(?<![\d.]){re.escape(expr.replace(' ', ''))}(?![\d.])", "".join(goal.split()))
+    return expr if inside else None
 
 
 def _copies_view(reply: str, view: str) -> bool:

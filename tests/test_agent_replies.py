@@ -66,6 +66,8 @@ def test_which_answers_restate_the_goal() -> None:
     goal = "What is (12 + 30) * 7? Then what is 2^10?"
     assert _restated_expression("(12 + 30) * 7.", goal) == "(12 + 30) * 7"
     assert _restated_expression("12 + 30", goal) == "12 + 30"
+    assert _restated_expression("(12+30)*7", goal) == "(12+30)*7"  # spacing aside
+    assert _restated_expression("2 + 3", goal) is None  # inside the goal's numbers, not an expression of it
     assert _restated_expression("294", goal) is None  # a number, not an expression
     assert _restated_expression("2^10", goal) is None  # ^ is not Python's power: not run
     assert _restated_expression("7 * (12 + 30)", goal) is None  # not the goal's text
