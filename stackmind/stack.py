@@ -21,13 +21,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from stackmind.errors import StackmindError
+
 FrameKind = Literal["goal", "observation", "thought", "action", "trajectory", "policy", "conclusion"]
 FRAME_KINDS: tuple[str, ...] = (
     "goal", "observation", "thought", "action", "trajectory", "policy", "conclusion",
 )
 
 
-class StackError(Exception):
+class StackError(StackmindError):
     """A stack operation that cannot be done (empty stack, unknown frame)."""
 
 

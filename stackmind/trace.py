@@ -15,12 +15,14 @@ from typing import Any
 
 import yaml
 
+from stackmind.errors import StackmindError
+
 FORMAT_VERSION = 1
 HEADER = "# stackmind trace v1: see docs/trace-format.md\n"
 TRACE_KINDS = ("episode", "guided")
 
 
-class TraceError(ValueError):
+class TraceError(StackmindError, ValueError):
     """A trace file that cannot be read, with where and what to do."""
 
     def __init__(self, message: str, path: str | Path = "<text>", line: int = 1, column: int = 1) -> None:

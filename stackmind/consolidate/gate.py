@@ -27,13 +27,14 @@ from typing import Any
 
 from stackmind.consolidate.config import ConsolidateConfig
 from stackmind.consolidate.dataset import Example
+from stackmind.errors import StackmindError
 from stackmind.llm.base import LLM
 
 GateCheck = Callable[[LLM], float]
 ProgressFn = Callable[[str], None]
 
 
-class AdapterVerificationError(RuntimeError):
+class AdapterVerificationError(StackmindError, RuntimeError):
     """The saved adapter does not load, or loads but changes nothing."""
 
 

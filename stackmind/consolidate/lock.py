@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from stackmind.errors import StackmindError
 
-class ConsolidationLocked(RuntimeError):
+
+class ConsolidationLocked(StackmindError, RuntimeError):
     """Another consolidation (or adapter promotion) holds the lock."""
 
 

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from stackmind.consolidate.dataset import atomic_write
+from stackmind.errors import StackmindError
 from stackmind.settings import Settings
 
 _VERSION = re.compile(r"^v(\d{4,})$")
 META = "stackmind.json"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(StackmindError, RuntimeError):
     """A registry request that cannot be done, with what to do instead."""
 
 

@@ -31,13 +31,14 @@ from stackmind.consolidate.lock import exclusive
 from stackmind.consolidate.registry import AdapterRegistry
 from stackmind.consolidate.report import write_report
 from stackmind.consolidate.train import TrainResult, train_lora
+from stackmind.errors import StackmindError
 from stackmind.settings import Settings
 
 ProgressFn = Callable[[str], None]
 TRAIN_SHARE = 0.75  # of --max-minutes given to training; the rest is for the gate and the report
 
 
-class NothingToResume(RuntimeError):
+class NothingToResume(StackmindError, RuntimeError):
     pass
 
 

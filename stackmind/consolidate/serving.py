@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 
 from stackmind.consolidate.registry import AdapterRegistry, AdapterVersion, record_served
+from stackmind.errors import StackmindError
 from stackmind.settings import Settings
 
 
-class HotLoadError(RuntimeError):
+class HotLoadError(StackmindError, RuntimeError):
     """The vLLM server refused or could not be reached; the message says what to check."""
 
 

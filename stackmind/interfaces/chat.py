@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stackmind.errors import StackmindError
 from stackmind.llm import LLM, Completion, Request
 from stackmind.llm.base import Message
 from stackmind.settings import Settings
@@ -109,7 +110,7 @@ class _Raw:
     future: asyncio.Future[list[Completion]]
 
 
-class ConversationClosed(RuntimeError):
+class ConversationClosed(StackmindError, RuntimeError):
     """The conversation loop is shutting down and takes no new work."""
 
 

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from stackmind.errors import StackmindError
+
 Message = dict[str, str]  # {"role": "system" | "user" | "assistant", "content": "..."}
 Prompt = str | list[Message]
 
 
-class LLMError(Exception):
+class LLMError(StackmindError):
     """The model could not answer: a server that stays down, a missing or corrupt model file."""
 
 

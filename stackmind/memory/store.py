@@ -39,6 +39,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field
 
+from stackmind.errors import StackmindError
 from stackmind.memory.embedder import MiniLMEmbedding
 from stackmind.memory.forgetting import DecayPolicy, RecallRanking
 from stackmind.stack import FRAME_KINDS, Frame
@@ -52,7 +53,7 @@ _PAGE = 2000
 _MAX_OWNER = 256
 
 
-class MemoryStoreError(Exception):
+class MemoryStoreError(StackmindError):
     """Long-term memory could not do what was asked."""
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stackmind.errors import StackmindError
 from stackmind.policies.fast import policy_frames
 from stackmind.policies.library import PolicyLibrary, bind_arguments
 from stackmind.policies.schema import Policy
@@ -30,7 +31,7 @@ Solve = Callable[[str, Stack, int], str]
 FramesFor = Callable[..., list[Frame]]
 
 
-class InvocationError(RuntimeError):
+class InvocationError(StackmindError, RuntimeError):
     """An invocation that cannot run: unknown policy, bad arguments, too deep, or a cycle."""
 
     def __init__(self, message: str, chain: tuple[str, ...] = ()) -> None:

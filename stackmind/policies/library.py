@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
+from stackmind.errors import StackmindError
 from stackmind.policies.fast import Embed, Selector
 from stackmind.policies.parser import (
     POLICY_SUFFIX,
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 BUILTIN_TOOLS = frozenset({"python", "recall", "wolfram", "push", "pop"})
 
 
-class PolicyNameError(ValueError):
+class PolicyNameError(StackmindError, ValueError):
     """Two things (policies or tools) want the same @name."""
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from stackmind.errors import StackmindError
 from stackmind.policies.schema import Policy
 from stackmind.tools.invocation import Invocation, find_invocations
 from stackmind.trace import Episode, TraceError, compose_yaml, node_error, plain
@@ -55,7 +56,7 @@ class Problem:
         return cls(e.path, e.line, e.column, e.message, severity)
 
 
-class FileProblems(ValueError):
+class FileProblems(StackmindError, ValueError):
     """A file that could not be read, with every problem found in it."""
 
     def __init__(self, problems: list[Problem]) -> None:

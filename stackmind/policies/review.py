@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stackmind.errors import StackmindError
 from stackmind.settings import Settings
 
 EVENTS = ("kept", "pending", "discarded", "dropped", "retired", "superseded", "remeasured", "accepted", "rejected")
 _VERSIONED = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.v(?P<version>\d+)\.policy\.yaml$")
 
 
-class ReviewError(ValueError):
+class ReviewError(StackmindError, ValueError):
     """A review action that cannot be done (no such candidate, wrong state), with what to do."""
 
 

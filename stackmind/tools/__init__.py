@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from stackmind.errors import StackmindError
 from stackmind.tools.invocation import Invocation, find_invocations, first_invocation
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 
-class ToolError(Exception):
+class ToolError(StackmindError):
     """A tool that could not run (bad arguments, unknown tool)."""
 
 

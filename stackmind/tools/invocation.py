@@ -12,10 +12,12 @@ import ast
 import re
 from dataclasses import dataclass, field
 
+from stackmind.errors import StackmindError
+
 _NAME = re.compile(r"@([A-Za-z_][A-Za-z0-9_]*)\(")
 
 
-class InvocationSyntaxError(ValueError):
+class InvocationSyntaxError(StackmindError, ValueError):
     def __init__(self, message: str, offset: int) -> None:
         super().__init__(message)
         self.offset = offset

@@ -24,12 +24,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from stackmind.errors import StackmindError
 from stackmind.settings import Settings
 
 LABEL_KINDS = ("return_to_go", "monte_carlo", "relabelled", "conclusion", "verifier")
 
 
-class LabelError(ValueError):
+class LabelError(StackmindError, ValueError):
     """A label file line that cannot be read, with file:line and what to do."""
 
 

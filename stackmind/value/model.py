@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from stackmind.embedder import embed
+from stackmind.errors import StackmindError
 from stackmind.settings import Settings
 from stackmind.tasks.base import State
 from stackmind.value.labels import Label
@@ -36,7 +37,7 @@ from stackmind.value.metrics import calibration
 MAX_STACK_LINES = 12  # the head sees the goal, the last thoughts of the stack and the candidate
 
 
-class ValueModelError(RuntimeError):
+class ValueModelError(StackmindError, RuntimeError):
     """A value checkpoint that is missing, corrupt or made for another encoder."""
 
 
