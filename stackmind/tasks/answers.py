@@ -4,9 +4,10 @@ A model rarely writes a bare ``391``. It writes ``Final answer: 391``, ``The ans
 ``17 * 23 = 391``, ``$1,234.50`` or ``"olleh"``. Verifiers read such text in two stages:
 
 1. `answer_span` finds the part of a reply that states the answer: the content of the last
-   ``\\boxed{...}``; else the first non-empty line after the last answer marker ("Final answer:",
-   "the answer is", "Answer:", "####", "the output is", "prints"); else the last non-empty line. Then
-   `clean` strips markdown (``**``, backticks), wrapping quotes and a trailing period.
+   ``\\boxed{...}``; else the first non-empty line after the last answer marker of the strongest kind
+   present ("Final answer:"; "####"; "the answer is", "Answer:"; "the output is", "prints"); else the
+   last non-empty line. Then `clean` strips markdown (``**``, backticks), wrapping quotes and a
+   trailing period.
 2. A reader turns the span into a value: `normalize_number` (one number, exact), `normalize_text`
    (case and spaces), `parse_dates` (ISO or month-name dates), `split_list` (items of a list).
 
@@ -31,9 +32,13 @@ from fractions import Fraction
 # ---- finding the answer in a reply -------------------------------------------------------------
 
 _BOXED = re.compile(r"\\boxed\s*\{([^{}]*)\}")
-_MARKER = re.compile(
-    r"(?i)(?:final\s+answer\s*(?:is\s*)?[:=]?|answer\s+is\s*:?|answer\s*[:=]|####"
-    r"|(?:output|result)\s+is\s*:?|output\s*:|\bprints\s*:?)"
+# Answer markers, strongest first: the last marker of the strongest kind present starts the span, so
+# "Final answer: 18. I hope this answer is clear." reads 18.
+_MARKERS = (
+    re.compile(r"(?i)final\s+answer\s*(?:is\s*)?[:=]?"),
+    re.compile(r"####"),
+    re.compile(r"(?i)answer\s+is\s*:?|answer\s*[:=]"),
+    re.compile(r"(?i)(?:output|result)\s+is\s*:?|output\s*:|\bprints\s*:?"),
 )
 _WRAPPERS = ("**", "__", "```", "`", '"', "'", "“", "”", "‘", "’", "*")
 _QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "`": "`"}
@@ -46,12 +51,13 @@ def answer_span(text: str | None) -> str:
     boxed = _BOXED.findall(text)
     if boxed:
         return clean(boxed[-1])
-    markers = list(_MARKER.finditer(text))
-    rest = text[markers[-1].end():] if markers else text
-    lines = [ln for ln in rest.splitlines() if clean(ln)]
-    if not lines:
-        return ""
-    return clean(lines[0] if markers else lines[-1])
+    for marker in _MARKERS:
+        found = list(marker.finditer(text))
+        if found:
+            lines = [ln for ln in text[found[-1].end():].splitlines() if clean(ln)]
+            return clean(lines[0]) if lines else ""
+    lines = [ln for ln in text.splitlines() if clean(ln)]
+    return clean(lines[-1]) if lines else ""
 
 
 def clean(text: str) -> str:
