@@ -30,6 +30,7 @@ from stackmind.tasks.goals import (
 )
 from stackmind.tasks.goals.external import GAME24_DEFAULT, GSM8K_DEFAULT
 from stackmind.tasks.goals.generators import COUNTS, dumps, generate, generate_suite
+from stackmind.tasks.goals.generators.base import content_key
 
 SUITE = {family: load_goals(family) for family in BUILTIN}
 ALL = [g for goals in SUITE.values() for g in goals]
@@ -76,6 +77,23 @@ def test_no_goal_text_is_in_two_splits() -> None:
         where.setdefault(norm(g.text), set()).add(g.split)
     assert all(len(splits) == 1 for splits in where.values())
     assert len(where) == len(ALL)  # not even twice within one split
+
+
+@pytest.mark.parametrize("family", BUILTIN)
+def test_every_split_holds_every_template(family: str) -> None:
+    templates = {split: {g.data["template"] for g in SUITE[family] if g.split == split} for split in SPLITS}
+    assert templates["dev"] == templates["heldout"] == templates["train"]
+    assert len(templates["dev"]) >= 4
+
+
+def test_no_goal_is_another_in_other_words() -> None:
+    """Same template, same literals ('Reverse the word banana' / 'Write banana backwards'): one goal."""
+    for family, goals in SUITE.items():
+        keys = Counter(content_key(g.data["template"], g.text) for g in goals)
+        assert max(keys.values()) == 1, (family, keys.most_common(1))
+    assert content_key("t", "Reverse the word 'banana'.") == content_key("t", "Write 'banana' backwards.")
+    assert content_key("t", "What day is March 7, 2028?") == content_key("t", "Which day is 2028-03-07?")
+    assert content_key("t", "How many days are in May 1993?") != content_key("t", "How many days are in June 1993?")
 
 
 def test_every_goal_says_what_form_the_answer_takes() -> None:
@@ -205,6 +223,8 @@ def test_wrong_answers_do_not_verify() -> None:
     ("**391**", 391), ("17 * 23 = 391", 391), ("The answer is $18.", 18), ("−40 °F", -40), ("2/3", Fraction(2, 3)),
     ("\\boxed{42}", 42), ("Final answer:\n42 apples", 42), ("about 3.50 hours", Fraction(7, 2)), ("1.5e3", 1500),
     ("Reasoning: 4 + 5 = 9, then 9 * 2 = 18.\nFinal answer: 18", 18), ("25%", 25),
+    ("Final answer: 18\nI hope this answer is helpful.", 18), ("The printer prints 30 pages, so the answer is 60.", 60),
+    ("#### 1,080", 1080),
     ("12, 15, 391", None), ("5 hours 30 minutes", None), ("1,2,3", None), ("no idea", None), ("", None),
     ("Final answer: 7 or 8", None),
 ])
