@@ -103,6 +103,7 @@ class _Run:
     temperature: float = 0.0
     seed: int | None = None
     verify: Verifier | None = None  # the goal's checker, when it has one
+    owner: str = "local"  # whose memories
     left: list[Frame] = field(default_factory=list)  # frames popped off the stack during the run
     recalled: set[str] = field(default_factory=set)  # memory ids already on the stack
     pushed: list[str] = field(default_factory=list)  # learning policies pushed by fast learning
@@ -186,6 +187,7 @@ class Agent:
         on_text: TextFn | None = None,
         samples: int | None = None,
         meta: dict[str, object] | None = None,
+        owner: str | None = None,
     ) -> Episode:
         """Reach one goal; the episode is written to the data dir after every step.
 
@@ -193,8 +195,12 @@ class Agent:
         (``[]`` for none). ``search``: none (one path), vote (``samples`` paths, the majority answer),
         or bfs | dfs | mcts (a tree of steps); default: the settings'. ``verify``: the goal's checker
         (answer -> reward in [0, 1]); the episode's reward when given. ``on_text`` receives the final
-        answer as it is generated."""
+        answer as it is generated. ``owner``: whose memories (default: the agent's).
+
+        When the run ends, the frames it pushed leave the stack (to long-term memory) and the goal and
+        its conclusion stay: a conversation's stack is its goals and answers."""
         llm = self.model()
+        owner = owner or self.owner
         goal = self.check_goal(goal)
         episode = Episode(goal=goal, model=llm.name)
         episode.stack = stack_name or f"run-{episode.id}"
@@ -207,15 +213,16 @@ class Agent:
         with self._stack_lock(episode.stack, progress):
             stack = self.stack(episode.stack)
             self._clear_interrupted(stack)
-            ctx = ToolContext(self.settings, owner=self.owner, stack=stack, episode_id=episode.id)
+            ctx = ToolContext(self.settings, owner=owner, stack=stack, episode_id=episode.id)
             if self.memory is not None:
                 ctx.state["memory"] = self.memory
             owned = set(ctx.state)  # the agent's own parts: not closed with the episode
             fmt = self.step_format()
             invoker = Invoker(self.library) if self.library is not None else None
             run = _Run(episode, ctx, fmt, invoker, progress, on_text, temperature=self.settings.temperature,
-                       seed=self.settings.seed, verify=verify)
+                       seed=self.settings.seed, verify=verify, owner=owner)
             run.save = lambda: episode.save(self.settings.episodes_dir)
+            mark = len(stack)
             stack.on_pop = run.left.append
             self._push_demos(stack, goal, fmt, run)
             if policies is not None:
@@ -233,26 +240,34 @@ class Agent:
                     episode.answer = self._loop(goal, stack, run, episode.steps, depth=0,
                                                 max_steps=max_steps or self.settings.max_steps,
                                                 fast=policies is None)
-                if episode.answer is not None:
-                    stack.push("conclusion", episode.answer, value=PRIOR["conclusion"], episode=episode.id)
+                self._settle(stack, mark, goal, episode)
                 if verify is not None:
                     episode.reward = float(verify(episode.answer))
                 episode.meta["status"] = "done"
             except BaseException:
                 episode.meta["status"] = "failed"
+                self._settle(stack, mark, goal, episode)
                 raise
             finally:
                 stack.on_pop = None
                 _close_tool_state(ctx, keep=owned)
                 episode.meta["usage"] = _usage_since(llm, usage_before)
                 episode.meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
-                episode.meta["owner"] = self.owner
+                episode.meta["owner"] = owner
                 if run.pushed:
                     episode.meta["policies"] = run.pushed
                 run.save()
         self._remember(episode, run)
         self.learn(episode)
         return episode
+
+    def _settle(self, stack: Stack, mark: int, goal: str, episode: Episode) -> None:
+        """The run's working frames leave the stack (to memory); its goal and conclusion stay."""
+        while len(stack) > mark:
+            stack.pop()
+        stack.push("goal", goal, value=PRIOR["goal"], episode=episode.id)
+        if episode.answer is not None:
+            stack.push("conclusion", episode.answer, value=PRIOR["conclusion"], episode=episode.id)
 
     def check_goal(self, goal: str) -> str:
         """The goal as the agent takes it; an empty one, or one larger than the working memory, is refused."""
@@ -376,11 +391,11 @@ class Agent:
             s = Stack(store, f"path-{k}", stack.count_tokens)
             for f in base:
                 s.push_frame(f)
-            ctx = ToolContext(self.settings, owner=self.owner, stack=s, episode_id=run.episode.id)
+            ctx = ToolContext(self.settings, owner=run.owner, stack=s, episode_id=run.episode.id)
             if self.memory is not None:
                 ctx.state["memory"] = self.memory
             sub = _Run(run.episode, ctx, run.fmt, Invoker(self.library) if self.library is not None else None,
-                       None, None, temperature=temperature, seed=(run.seed or 0) * 1000 + k)
+                       None, None, temperature=temperature, seed=(run.seed or 0) * 1000 + k, owner=run.owner)
             steps: list[Step] = []
             answer = self._loop(goal, s, sub, steps, depth=1, max_steps=max_steps or self.settings.max_steps,
                                 fast=False)
@@ -483,7 +498,7 @@ class Agent:
                 return
             query = f"{goal}\n{top.text[-500:]}"
         try:
-            found = self.memory.recall(query, owner=self.owner, k=self.settings.recall_k)
+            found = self.memory.recall(query, owner=run.owner, k=self.settings.recall_k)
         except MemoryStoreError as e:
             log.warning("recall failed: %s", e)
             return
@@ -506,7 +521,7 @@ class Agent:
         if not items:
             return
         try:
-            self.memory.store_many(items, owner=self.owner, episode=episode.id)
+            self.memory.store_many(items, owner=run.owner, episode=episode.id)
         except MemoryStoreError as e:
             log.warning("could not store the episode's memories: %s", e)
 
@@ -597,10 +612,11 @@ class StepTree:
                 stack = Stack(store, "node", self._count)
                 for f in state.data["frames"]:
                     stack.push_frame(f)
-                ctx = ToolContext(self.agent.settings, owner=self.agent.owner, stack=stack,
+                ctx = ToolContext(self.agent.settings, owner=self.run.owner, stack=stack,
                                   episode_id=self.run.episode.id)
                 sub = _Run(self.run.episode, ctx, self.run.fmt,
-                           Invoker(self.agent.library) if self.agent.library is not None else None, None)
+                           Invoker(self.agent.library) if self.agent.library is not None else None, None,
+                           owner=self.run.owner)
                 result = self.agent.act(reply.strip(), sub, fmt=self.agent._callable(sub, state.data["frames"]))
                 _close_tool_state(ctx, keep=set())
                 if result.step is None:

@@ -19,7 +19,7 @@ candidates never passes a numeric check because one of them is right.
 Numbers are `fractions.Fraction`, exact: products of large numbers (18 digits and more) compare
 without float rounding. ``float(x)`` gives a float where one is wanted.
 
-(`stackmind.policies.testing` has an older float ``last_number``; this module's `last_number` is
+(`stackmind.learning.trials` has an older float ``last_number``; this module's `last_number` is
 meant to replace it.)
 """
 
