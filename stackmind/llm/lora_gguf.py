@@ -32,6 +32,7 @@ from stackmind.llm.base import LLMError
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter_model.safetensors"
+GGUF_NAME = "adapter.gguf"  # the converted adapter, next to the peft files of a version
 PEFT_PREFIX = "base_model.model."
 # The tied embeddings: llama.cpp patches them differently (and peft saves them as lora_embedding_A/B).
 EMBEDDING_MODULES = ("embed_tokens", "lm_head")
@@ -114,11 +115,9 @@ def peft_scale(config: dict[str, Any]) -> tuple[int, float, float]:
     if alpha == 0:
         raise AdapterConversionError(f"{where}: lora_alpha is 0, so peft scales the adapter to nothing; "
                                      "llama.cpp would read alpha 0 as scale 1. Nothing to convert")
-    if config.get("use_rslora"):
-        scale = alpha / math.sqrt(rank)
-    else:
-        scale = alpha / rank
-    return rank, scale, scale * rank
+    if config.get("use_rslora"):  # peft: alpha / sqrt(r); llama.cpp: gguf_alpha / r
+        return rank, alpha / math.sqrt(rank), alpha * math.sqrt(rank)
+    return rank, alpha / rank, alpha
 
 
 def gguf_tensor_names(names: list[str], arch: str, n_blocks: int | None = None) -> dict[str, str]:
@@ -157,12 +156,15 @@ def gguf_tensor_names(names: list[str], arch: str, n_blocks: int | None = None) 
     return out
 
 
-def convert_adapter(peft_dir: Path, out: Path, *, arch: str = "qwen2", n_blocks: int | None = None) -> LoraShape:
-    """Write the peft adapter in ``peft_dir`` as a GGUF LoRA adapter at ``out`` (atomically).
+def convert_adapter(peft_dir: Path, out: Path | None = None, *, arch: str = "qwen2",
+                    n_blocks: int | None = None) -> LoraShape:
+    """Write the peft adapter in ``peft_dir`` as a GGUF LoRA adapter at ``out`` (atomically; default
+    ``peft_dir/adapter.gguf``).
 
     ``arch`` is the base model's GGUF architecture; ``n_blocks`` its block count (default: from the
     tensor names). Raises `AdapterConversionError` for anything llama.cpp could not reproduce exactly.
     """
+    out = out if out is not None else peft_dir / GGUF_NAME
     import gguf
     import numpy as np
 

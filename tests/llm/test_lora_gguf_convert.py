@@ -157,6 +157,12 @@ def test_errors_are_stackmind_errors_and_name_the_fix(tmp_path: Path) -> None:
                         arch="qwen9")
 
 
+def test_default_output_sits_next_to_the_peft_files(tmp_path: Path) -> None:
+    folder = write_adapter(tmp_path / "v0001", peft_config(), peft_tensors(1))
+    assert convert_adapter(folder).path == folder / "adapter.gguf"
+    assert (folder / "adapter.gguf").is_file()
+
+
 def test_a_failed_conversion_leaves_the_old_file(tmp_path: Path) -> None:
     out = tmp_path / "a.gguf"
     convert_adapter(write_adapter(tmp_path / "good", peft_config(), peft_tensors(1)), out)
