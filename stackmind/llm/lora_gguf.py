@@ -66,9 +66,8 @@ def read_peft_config(peft_dir: Path) -> dict[str, Any]:
         raise AdapterConversionError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
 
 
-def peft_scale(config: dict[str, Any]) -> tuple[int, float, float]:
+def peft_scale(config: dict[str, Any], where: str = CONFIG_NAME) -> tuple[int, float, float]:
     """``(rank, peft scaling, GGUF alpha)`` for an adapter config, or why it cannot be converted."""
-    where = CONFIG_NAME
     peft_type = str(config.get("peft_type", "")).upper()
     if peft_type != "LORA":
         raise AdapterConversionError(f"{where}: peft_type is {peft_type or 'missing'}; only LORA adapters "
@@ -169,7 +168,7 @@ def convert_adapter(peft_dir: Path, out: Path | None = None, *, arch: str = "qwe
     import numpy as np
 
     config = read_peft_config(peft_dir)
-    rank, scale, alpha = peft_scale(config)
+    rank, scale, alpha = peft_scale(config, str(peft_dir / CONFIG_NAME))
     weights = peft_dir / WEIGHTS_NAME
     if not weights.is_file():
         raise AdapterConversionError(f"{peft_dir}: {WEIGHTS_NAME} is missing (adapter saved as .bin? re-save "
