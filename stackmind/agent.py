@@ -48,13 +48,10 @@ from stackmind.stack import Frame, SQLiteStackStore, Stack, StackStore, render_f
 from stackmind.stepformat import STOP, Action, Final, FormatError, ParsedStep, StepFormat, Thought
 from stackmind.tasks.answers import answer_key
 from stackmind.tasks.base import State, ValueSpec, read_verdicts
-from stackmind.tools import ToolContext, ToolRegistry
+from stackmind.tools import ToolContext, ToolRegistry, default_tools
 from stackmind.tools.invocation import find_invocations
-from stackmind.tools.python import PythonTool
-from stackmind.tools.recall import RecallTool
-from stackmind.tools.wolfram import WolframTool
 from stackmind.trace import Episode, Step
-from stackmind.value import ValueModelError, after_episode, choose_scorer
+from stackmind.value import ValueModel, ValueModelError, after_episode, choose_scorer, current_version, trust
 
 log = logging.getLogger("stackmind.agent")
 
@@ -121,6 +118,7 @@ class Agent:
     memory: Memory | None = None  # long-term memory (owned by the caller, who closes it)
     demos: DemoLibrary | None = None  # worked examples by similarity (loaded on first use)
     scorer: object | None = None  # for tree searches; default: the value model when trusted, else the judge
+    _value_cache: tuple[str, object] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.settings.ensure_dirs()
@@ -206,6 +204,7 @@ class Agent:
         episode.stack = stack_name or f"run-{episode.id}"
         episode.meta.update(meta or {})
         episode.meta["status"] = "running"
+        episode.meta["tools"] = sorted(self.tools.names())  # the step format it was prompted in
         strategy = search or self.settings.search
         n = samples or self.settings.samples
         if strategy == "none" and n > 1:
@@ -354,11 +353,41 @@ class Agent:
     def _push_step(self, stack: Stack, result: StepResult, run: _Run) -> None:
         if result.policy:
             return  # the invoker pushed the call's conclusion
-        if result.step is None:
-            stack.push_frame(_valued(run.fmt.observation_frame(result.observation or ""), run.episode.id))
-            return
-        for frame in run.fmt.frames(result.step, result.observation):
-            stack.push_frame(_valued(frame, run.episode.id))
+        frames = ([run.fmt.observation_frame(result.observation or "")] if result.step is None
+                  else run.fmt.frames(result.step, result.observation))
+        below = stack.frames()
+        for frame in frames:
+            below.append(stack.push_frame(self.valued(frame, run, below)))
+
+    def valued(self, frame: Frame, run: _Run, below: Sequence[Frame]) -> Frame:
+        """A frame with its value: the value model's prediction of the return from the state the frame
+        ends (the goal, the last steps, this frame) when its held-out measurements earn it that
+        (`value.select.trust`); else the frame kind's prior."""
+        value, why = PRIOR.get(frame.kind, 0.5), "prior"
+        model = self._trusted_value_model()
+        if model is not None:
+            recent = tuple(f.text for f in below[-6:] if f.kind in ("thought", "action", "observation"))
+            value = model.score(run.episode.goal, [State((*recent, frame.text))])[0]
+            why = f"value model {model.version}"
+        return Frame(frame.kind, frame.text, round(float(value), 4),
+                     {**frame.provenance, "episode": run.episode.id, "valued_by": why})
+
+    def _trusted_value_model(self):  # noqa: ANN202
+        """The current value model when it is trusted (checked once per version), else None."""
+        version = current_version(self.settings)
+        if version is None:
+            return None
+        cached = self._value_cache
+        if cached is None or cached[0] != version:
+            model = None
+            try:
+                candidate = ValueModel.load(self.settings, version)
+                if trust(candidate.meta.get("metrics", {}))[0]:
+                    model = candidate
+            except ValueModelError as e:
+                log.info("frames valued by their prior: %s", e)
+            self._value_cache = cached = (version, model)
+        return cached[1]
 
     def _invoke_policy(self, reply: str, step: Action, run: _Run, depth: int) -> StepResult:
         """``@name(...)`` of a learning policy: push its examples, solve the sub-goal with this same
@@ -683,10 +712,6 @@ def _bare_thought(step: Step, fmt: StepFormat) -> bool:
     return isinstance(fmt.step_of(step), Thought)
 
 
-def _valued(frame: Frame, episode_id: str) -> Frame:
-    return Frame(frame.kind, frame.text, PRIOR.get(frame.kind, 0.5), {**frame.provenance, "episode": episode_id})
-
-
 def _answer_key(answer: str | None) -> str | None:
     """Answers that say the same thing vote together (case, spacing and a trailing period aside)."""
     if answer is None or not answer.strip():
@@ -717,11 +742,3 @@ def policy_library(settings: Settings, tools: ToolRegistry, warn: ProgressFn | N
         if p.severity == "error":
             (warn or log.warning)(f"policy skipped: {p}")
     return library
-
-
-def default_tools(settings: Settings) -> ToolRegistry:
-    """The tools an agent gets: the sandbox's @python, @recall of long-term memory, @wolfram."""
-    registry = ToolRegistry([PythonTool(), WolframTool()])
-    if settings.memory:
-        registry.register(RecallTool())
-    return registry

@@ -70,9 +70,11 @@ def test_a_policy_call_in_a_step_solves_its_sub_goal_and_returns(tmp_path: Path,
     s = _settings(tmp_path, memory=False, learn=False)
     (s.home / "policies" / "colour.policy.yaml").write_text(CALLED_POLICY)
     agent = Agent.from_settings(s, llm=embedded_llm)
-    try:
+    assert agent.library is not None
+    policy = agent.library.get("lookup_colour")
+    try:  # pushed, the policy is callable (its frames say how); its name joins the step grammar
         ep = agent.run('Reply with exactly this line and nothing else: Action: @lookup_colour(fruit="cherry")',
-                       max_steps=2)
+                       max_steps=2, policies=[policy])
     finally:
         agent.close()
     first = ep.steps[0]

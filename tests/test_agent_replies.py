@@ -72,3 +72,30 @@ def test_an_empty_goal_is_refused(settings: Settings) -> None:
     with pytest.raises(GoalError, match="tokens"):
         agent.check_goal("word " * 5000)
     assert agent.check_goal("  What is 2 + 2?  ") == "What is 2 + 2?"
+
+
+def test_frames_are_valued_by_the_value_model_when_it_is_trusted(agent_run, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The stack is weighted by what was learned: a trusted value model values each frame a step
+    pushes; without one, the frame kind's prior does (the cold start)."""
+    from stackmind.agent import PRIOR
+    from stackmind.stack import SQLiteStackStore, Stack
+
+    agent, run = agent_run
+    result = agent.act("Thought: compute\nAction: @python(print(6 * 7))", run)
+    stack = Stack(SQLiteStackStore(":memory:"), "s")
+    stack.push("goal", "What is 6 * 7?", value=1.0)
+    agent._push_step(stack, result, run)
+    assert [(f.kind, f.value) for f in stack.frames()[1:]] == [(k, PRIOR[k]) for k in ("thought", "action", "observation")]
+    assert {f.provenance["valued_by"] for f in stack.frames()[1:]} == {"prior"}
+
+    class Learned:
+        version = "v0007"
+
+        def score(self, goal: str, states: list) -> list[float]:  # type: ignore[type-arg]
+            return [0.1 * len(states[0].thoughts)]  # depends on what the state holds
+
+    monkeypatch.setattr(agent, "_trusted_value_model", lambda: Learned())
+    stack.clear()
+    agent._push_step(stack, result, run)
+    assert [f.value for f in stack.frames()] == [0.1, 0.2, 0.3]
+    assert {f.provenance["valued_by"] for f in stack.frames()} == {"value model v0007"}

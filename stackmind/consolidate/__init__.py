@@ -10,7 +10,7 @@ docs/consolidate.md shows the nightly setup.
 """
 
 from stackmind.consolidate.config import VLLM_LORA_RANKS, ConsolidateConfig
-from stackmind.consolidate.dataset import Dataset, Example, build_dataset, episode_messages
+from stackmind.consolidate.dataset import Dataset, Example, build_dataset, step_examples, step_format
 from stackmind.consolidate.gate import AdapterVerificationError, GateResult, Scores, decide, evaluate
 from stackmind.consolidate.hooks import Hooks, discover
 from stackmind.consolidate.lock import ConsolidationLocked
@@ -22,6 +22,6 @@ from stackmind.consolidate.serving import HotLoadError, hot_load, vllm_serve_com
 __all__ = [
     "VLLM_LORA_RANKS", "AdapterRegistry", "AdapterVerificationError", "AdapterVersion", "ConsolidateConfig",
     "ConsolidationLocked", "Dataset", "Example", "GateResult", "Hooks", "HotLoadError", "RegistryError",
-    "Scores", "build_dataset", "consolidate", "consolidate_dir", "decide", "discover", "episode_messages",
+    "Scores", "build_dataset", "consolidate", "consolidate_dir", "decide", "discover", "step_examples", "step_format",
     "evaluate", "hot_load", "last_report", "served_adapter", "unfinished_run", "vllm_serve_command",
 ]

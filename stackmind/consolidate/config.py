@@ -28,7 +28,6 @@ class ConsolidateConfig(BaseSettings):
                                     description="Folders of human-guided traces (relative to the cwd).")
     policies_dirs: list[Path] = Field(default_factory=lambda: [Path("policies")],
                                       description="Folders of learning policies whose `slow` parts are trained.")
-    system_prompt: str = "You are stackmind, a careful agent that thinks step by step."
 
     # ---- LoRA and training -----------------------------------------------------------------------
     rank: int = Field(16, description="LoRA rank; one vLLM accepts (8, 16, 32, 64, ...).")

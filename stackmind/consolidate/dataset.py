@@ -1,4 +1,4 @@
-"""The consolidation dataset: what the agent lived and was taught, as chat examples.
+"""The consolidation dataset: what the agent lived and was taught, as the step format's training pairs.
 
 Sources, each a plain function so a newcomer can add one:
 
@@ -10,9 +10,12 @@ Sources, each a plain function so a newcomer can add one:
 - replay: a sample of examples trained in earlier runs (``replay_ratio`` per new example), so old
   skills are mixed back in.
 
-Every example is a chat (system, user, assistant, ...): the trainer puts the loss on assistant turns
-only. Examples are deduplicated by content; the held-out split is chosen by a hash of the first user
-turn, so it is the same in every run and a prompt is never on both sides.
+Every example is ONE step: exactly the messages the agent was shown for it (`StepFormat.messages`,
+the rendered stack as the agent saw it, or replayed frame by frame for a hand-written trace) and the
+reply it should have given (`StepFormat.completion`): the weights are trained on the prompts the
+agent uses. The trainer puts the loss on the completion only. Examples are deduplicated by content;
+the held-out split is chosen by a hash of the goal, so it is the same in every run and a goal's steps
+are never on both sides.
 """
 
 from __future__ import annotations
@@ -28,7 +31,12 @@ from typing import Any
 from stackmind.consolidate.config import ConsolidateConfig
 from stackmind.llm.base import Message
 from stackmind.settings import Settings
+from stackmind.stepformat import FormatError, StepFormat
+from stackmind.tools import default_tools
+from stackmind.tools.invocation import find_invocations
 from stackmind.trace import Episode, Step, TraceError, load_episodes
+
+_GOAL = "Current goal: "
 
 
 @dataclass
@@ -47,8 +55,11 @@ class Example:
 
     @property
     def prompt_key(self) -> str:
-        first = next((m["content"] for m in self.messages if m["role"] == "user"), "")
-        return _digest(" ".join(first.lower().split()))
+        """The goal the step served: the one the prompt restates last (worked examples come before it)."""
+        users = [m["content"] for m in self.prompt if m["role"] == "user"]
+        stated = [u.rsplit(_GOAL, 1)[-1] for u in users if _GOAL in u]
+        goal = stated[-1] if stated else (users[0] if users else "")
+        return _digest(" ".join(goal.lower().split()))
 
     @property
     def prompt(self) -> list[Message]:
@@ -79,10 +90,12 @@ class Dataset:
     counts: dict[str, int] = field(default_factory=dict)
 
     def training_rows(self) -> list[dict[str, Any]]:
-        """Rows for trl (``{"messages": ...}``); an example of weight w appears about w times."""
+        """Rows for trl in its prompt-completion form (the loss on the completion only); an example of
+        weight w appears about w times."""
         rows: list[dict[str, Any]] = []
         for ex in self.train:
-            rows.extend({"messages": ex.messages} for _ in range(_copies(ex.weight, ex.key)))
+            row = {"prompt": ex.prompt, "completion": [{"role": "assistant", "content": ex.target}]}
+            rows.extend(row for _ in range(_copies(ex.weight, ex.key)))
         return rows
 
     def save(self, directory: Path) -> None:
@@ -103,63 +116,58 @@ class Dataset:
 # ---- sources ----------------------------------------------------------------------------------
 
 
-def episode_messages(episode: Episode, system: str) -> list[Message]:
-    """An episode as the conversation the agent has: the goal, then one assistant turn per step.
-
-    Observations come back as user turns (they are the world's words, never trained on); the
-    answer is the last assistant turn, in the agent's ``Final answer:`` form.
-    """
-    msgs: list[Message] = [{"role": "system", "content": system},
-                           {"role": "user", "content": f"[goal] {episode.goal.strip()}\n\nYour next step:"}]
-    for step in _flat(episode.steps):
-        reply = _reply(step)
-        msgs.append({"role": "assistant", "content": reply})
-        if reply.lower().startswith("final answer") and not step.observation:
-            break  # the episode ended here
-        observed = f"[observation] {step.observation.strip()}\n\n" if step.observation else ""
-        msgs.append({"role": "user", "content": f"{observed}Your next step:"})
-    if episode.answer is not None and episode.answer.strip():
-        final = f"Final answer: {episode.answer.strip()}"
-        if msgs[-1]["role"] == "assistant" and msgs[-1]["content"].lower().startswith("final answer"):
-            msgs[-1]["content"] = final
-        else:
-            msgs.append({"role": "assistant", "content": final})
-    while msgs[-1]["role"] != "assistant":  # an episode never ends on the world's turn
-        msgs.pop()
-    return msgs
+def step_format(settings: Settings, episode: Episode | None = None) -> StepFormat:
+    """The format an episode's steps were taken in: the agent's tools (those the episode names, when it
+    names them), so the system prompt trained on is the one the agent was shown."""
+    registry = default_tools(settings.model_copy(update={"memory": True}))
+    names = episode.meta.get("tools") if episode is not None and isinstance(episode.meta, dict) else None
+    tools = {n: registry.get(n).description for n in registry.names()  # type: ignore[union-attr]
+             if not isinstance(names, list) or n in names}
+    return StepFormat.for_names(tools)
 
 
-def _flat(steps: list[Step]) -> Iterator[Step]:
-    for s in steps:
-        yield s
-        yield from _flat(s.substeps)
+def step_examples(episode: Episode, fmt: StepFormat, source: str, weight: float = 1.0,
+                  budget_tokens: int = 1536) -> list[Example]:
+    """An episode's steps as training examples (`StepFormat.examples`)."""
+    out = []
+    for prompt, completion in fmt.examples(episode, budget_tokens=budget_tokens):
+        out.append(Example([*prompt, {"role": "assistant", "content": completion}], source, episode.id, weight))
+    return out
 
 
-def _reply(step: Step) -> str:
-    text = step.thought.strip()
-    lower = text.lower()
-    if text and not lower.startswith(("thought:", "action:", "final answer:")):
-        text = f"Thought: {text}"
-    if step.action and step.action.strip() not in text:
-        text = f"{text}\nAction: {step.action.strip()}" if text else f"Action: {step.action.strip()}"
-    return text
+def response_step(response: str, fmt: StepFormat) -> str | None:
+    """A policy example's response as a step reply: as written when it is one, else its call or its
+    final answer in the format (None when it is neither)."""
+    text = response.strip()
+    try:
+        return fmt.completion(fmt.parse(text))
+    except FormatError:
+        pass
+    calls = find_invocations(text)
+    if calls and calls[0].start == 0 and calls[0].name in fmt.names:
+        return f"Action: {calls[0].text}"
+    head, sep, answer = text.rpartition("Final answer:")
+    if sep and answer.strip():
+        thought = " ".join(head.split())[:300]
+        return (f"Thought: {thought}\n" if thought else "") + f"Final answer: {answer.strip()}"
+    return None
 
 
-def trajectory_examples(episodes: Iterable[Episode], config: ConsolidateConfig) -> Iterator[Example]:
-    """Successful episodes (reward >= min_reward; a guided trace without a reward counts as good)."""
+def trajectory_examples(episodes: Iterable[Episode], settings: Settings, config: ConsolidateConfig) -> Iterator[Example]:
+    """Successful episodes (reward >= min_reward; a guided trace without a reward counts as good), one
+    example per step."""
     for ep in episodes:
         good = ep.reward is not None and ep.reward >= config.min_reward
         if ep.kind == "guided" and ep.reward is None:
             good = True
         if not good:
             continue
-        msgs = episode_messages(ep, config.system_prompt)
-        if any(m["role"] == "assistant" for m in msgs):
-            weight = float(ep.meta.get("weight", 1.0)) if isinstance(ep.meta.get("weight"), int | float) else 1.0
-            yield Example(msgs, "guided" if ep.kind == "guided" else "episode", ep.id, weight)
+        weight = float(ep.meta.get("weight", 1.0)) if isinstance(ep.meta.get("weight"), int | float) else 1.0
+        yield from step_examples(ep, step_format(settings, ep), "guided" if ep.kind == "guided" else "episode",
+                                 weight, settings.render_budget_tokens)
 
 
-def policy_examples(config: ConsolidateConfig) -> tuple[list[Example], list[str]]:
+def policy_examples(settings: Settings, config: ConsolidateConfig) -> tuple[list[Example], list[str]]:
     """The ``slow`` parts of learning policies: examples and rewarded trajectories, by weight.
 
     Returns the examples and any problems (a policy file that does not load is reported, not fatal).
@@ -176,39 +184,47 @@ def policy_examples(config: ConsolidateConfig) -> tuple[list[Example], list[str]
     except FileProblems as e:
         return [], [f"learning policies skipped: {e}"]
     out: list[Example] = []
+    problems: list[str] = []
+    fmt = step_format(settings).calling(library.names())
     for policy in library:
         slow = policy.training.slow
         if slow is None or slow.weight <= 0:
             continue
-        for ex in policy.examples:
-            msgs: list[Message] = [{"role": "system", "content": config.system_prompt},
-                                   {"role": "user", "content": ex.prompt()},
-                                   {"role": "assistant", "content": ex.response.strip()}]
+        for i, ex in enumerate(policy.examples):
+            reply = response_step(ex.response, fmt)
+            if reply is None:
+                problems.append(f"{policy.source or policy.name}: examples[{i}].response is not a step of the "
+                                "format (Thought / Action / Final answer): not trained on")
+                continue
+            view = "\n".join(filter(None, [f"[observation] {ex.state.strip()}" if ex.state.strip() else "",
+                                            f"[goal] {ex.prompt()}"]))
+            msgs = [*fmt.messages(view, ex.prompt()), {"role": "assistant", "content": reply}]
             out.append(Example(msgs, "policy", policy.name, slow.weight, heldout=ex.split == "heldout"))
         for tr in policy.trajectories:
             if tr.reward < config.min_reward:
                 continue
-            ep = Episode(goal=tr.goal, answer=tr.answer, reward=tr.reward, steps=[
+            ep = Episode(goal=tr.goal, answer=tr.answer, reward=tr.reward, kind="guided", steps=[
                 Step(thought=s.thought, action=s.action, observation=s.observation) for s in tr.steps])
-            out.append(Example(episode_messages(ep, config.system_prompt), "policy", policy.name, slow.weight))
-    return out, []
+            out += step_examples(ep, fmt, "policy", slow.weight, settings.render_budget_tokens)
+    return out, problems
 
 
-def hook_examples(items: Iterable[Episode | dict[str, Any]], config: ConsolidateConfig) -> Iterator[Example]:
-    """What the hindsight labeller hands over: relabelled episodes, or ``{"messages": ...}`` /
-    ``{"prompt": ..., "response": ...}`` dicts (a conclusion is a prompt and its response)."""
+def hook_examples(items: Iterable[Episode | dict[str, Any]], settings: Settings,
+                  config: ConsolidateConfig) -> Iterator[Example]:
+    """What the hindsight labeller hands over: relabelled episodes, or ``{"prompt": goal, "response":
+    reply}`` dicts (a conclusion: the goal and the step that concludes it), in the step format."""
+    fmt = step_format(settings)
     for item in items:
         if isinstance(item, Episode):
-            for ex in trajectory_examples([item], config):
+            for ex in trajectory_examples([item], settings, config):
                 ex.source = "hindsight"
                 yield ex
             continue
-        if "messages" in item:
-            msgs = list(item["messages"])
-        else:
-            msgs = [{"role": "system", "content": config.system_prompt},
-                    {"role": "user", "content": str(item["prompt"])},
-                    {"role": "assistant", "content": str(item["response"])}]
+        reply = response_step(str(item.get("response", "")), fmt)
+        if reply is None or "prompt" not in item:
+            continue
+        goal = str(item["prompt"])
+        msgs = [*fmt.messages(f"[goal] {goal}", goal), {"role": "assistant", "content": reply}]
         yield Example(msgs, str(item.get("source", "hindsight")), str(item.get("id", "")),
                       float(item.get("weight", 1.0)))
 
@@ -253,8 +269,8 @@ def build_dataset(
         eps, p = read_episodes(Path(d))
         episodes += eps
         problems += p
-    found += trajectory_examples(episodes, config)
-    pol, p = policy_examples(config)
+    found += trajectory_examples(episodes, settings, config)
+    pol, p = policy_examples(settings, config)
     found += pol
     problems += p
     found += extra

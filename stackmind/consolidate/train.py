@@ -1,7 +1,7 @@
 """LoRA supervised fine-tuning with trl's SFTTrainer and peft.
 
-Loss is on assistant turns only (``assistant_only_loss``: trl swaps in the Qwen2.5 training chat
-template with ``{% generation %}`` markers). The run continues the promoted adapter or starts a fresh
+Rows are prompt-completion pairs in the step format (the messages a step was shown, the reply it
+should give): the loss is on the completion only (trl's ``completion_only_loss``). The run continues the promoted adapter or starts a fresh
 one, on the GPU when there is one, writes TensorBoard logs and checkpoints into the run folder
 (a killed run resumes from its last checkpoint), and stops cleanly at the time budget.
 """
@@ -93,7 +93,8 @@ def train_lora(
     probe: list[dict[str, str]] | None = None,
     progress: ProgressFn | None = None,
 ) -> TrainResult:
-    """Train a candidate adapter on ``rows`` (``{"messages": [...]}``); save it to ``run_dir/candidate``.
+    """Train a candidate adapter on ``rows`` (``{"prompt": [...], "completion": [...]}``); save it to
+    ``run_dir/candidate``.
 
     ``deadline`` (a `time.monotonic` value) stops training at the next step and still saves. A run
     killed midway resumes from ``run_dir/trainer/checkpoint-*``. ``probe`` (chat messages) records
@@ -118,7 +119,7 @@ def train_lora(
     trainer_dir = run_dir / "trainer"
     args = SFTConfig(
         output_dir=str(trainer_dir),
-        assistant_only_loss=True,
+        completion_only_loss=True,
         max_length=config.max_length,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,

@@ -280,7 +280,9 @@ class Conversations:
 
     # ---- /think: the same loop, searching -------------------------------------------------------
     async def think(self, chat: ChatRef, goal: str, progress: ProgressFn | None = None) -> Episode:
-        """Run the agent on a goal with the chat's search strategy (``think_search``) on the chat's stack."""
+        """Run the agent on a goal with the chat's search strategy (``think_search``). It works on a stack
+        of its own (``<chat>-think``), so the chat goes on meanwhile; its goal goes on the chat's stack at
+        once and its conclusion when it is reached."""
         if self._closing:
             raise ConversationClosed("the conversation loop is not running (shutting down?)")
         loop = asyncio.get_running_loop()
@@ -289,16 +291,20 @@ class Conversations:
             if progress is not None:
                 asyncio.run_coroutine_threadsafe(progress(line), loop)
 
+        stack = self.stack(chat)
+        stack.push("goal", goal, value=1.0, command="think")
         task = asyncio.create_task(asyncio.to_thread(
-            self.agent.run, goal, stack_name=chat.stack, owner=chat.owner, max_steps=self.config.think_steps,
-            search=self.config.think_search, progress=report,
-            meta={"kind": "think", "channel": chat.channel},
+            self.agent.run, goal, stack_name=f"{chat.stack}-think", owner=chat.owner,
+            max_steps=self.config.think_steps, search=self.config.think_search, progress=report,
+            meta={"kind": "think", "channel": chat.channel, "chat": chat.stack},
         ))
         self._background.add(task)
         try:
-            return await asyncio.shield(task)
+            episode = await asyncio.shield(task)
         finally:
             self._background.discard(task)
+        stack.push("conclusion", episode.answer or NO_ANSWER, value=0.9, episode=episode.id, command="think")
+        return episode
 
 
 def rate_episode(agent: Agent, episode: Episode, reward: float, *, by: str) -> Episode:

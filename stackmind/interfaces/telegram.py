@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+from aiolimiter import AsyncLimiter
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
@@ -100,6 +101,27 @@ class TelegramSettings(BaseSettings):
         if isinstance(v, int):
             return [v]
         return v
+
+
+# ---- flood limits ----------------------------------------------------------------------------
+
+class ChatRateLimiter(AIORateLimiter):
+    """python-telegram-bot's limiter (overall, groups, RetryAfter), with private chats paced too:
+    Telegram asks for about one message a second per chat, which the library leaves to the bot."""
+
+    def __init__(self, chat_interval_s: float, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.chat_interval_s = chat_interval_s
+        self._chats: dict[int, AsyncLimiter] = {}
+
+    async def process_request(self, callback: Any, args: Any, kwargs: dict[str, Any], endpoint: str,
+                              data: dict[str, Any], rate_limit_args: int | None) -> Any:
+        chat_id = data.get("chat_id")
+        if isinstance(chat_id, int) and chat_id > 0 and self.chat_interval_s > 0:
+            limiter = self._chats.setdefault(chat_id, AsyncLimiter(1, self.chat_interval_s))
+            async with limiter:
+                return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
 
 
 # ---- streaming one answer ---------------------------------------------------------------------
@@ -432,7 +454,7 @@ def build_application(token: str, bot: StackmindBot, config: TelegramSettings) -
         .base_file_url(config.base_file_url)
         .concurrent_updates(True)  # chats are served side by side; the loop keeps each chat in order
         # Telegram's flood limits (overall, per group) and its RetryAfter answers: the library's limiter.
-        .rate_limiter(AIORateLimiter(overall_max_rate=config.global_per_s, max_retries=3))
+        .rate_limiter(ChatRateLimiter(config.chat_interval_s, overall_max_rate=config.global_per_s, max_retries=3))
         .get_updates_read_timeout(config.poll_timeout_s + 10)
         .build()
     )

@@ -177,8 +177,10 @@ class LlamaCppBackend:
         self._queue: deque[_Job] = deque()
         self._cv = threading.Condition()
         self._closed = False
+        # What the worker did (benchmarks and tests read it): decode iterations, prompt tokens asked
+        # for and reused, tokens generated, full-vocabulary grammar passes, most sequences in one batch.
         self.stats = {"iterations": 0, "prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0,
-                      "grammar_full_passes": 0}
+                      "grammar_full_passes": 0, "max_batch": 0}
         self._worker = threading.Thread(target=self._work, name="stackmind-llamacpp", daemon=True)
         self._worker.start()
         if adapter is not None:
@@ -502,6 +504,7 @@ class LlamaCppBackend:
         if rc != 0:
             raise LLMError(f"llama_decode returned {rc} (the KV cache is full or the batch is invalid)")
         self.stats["iterations"] += 1
+        self.stats["max_batch"] = max(self.stats["max_batch"], sum(1 for q in running if q.row >= 0))
         for seq in running:
             if seq.row < 0:
                 continue

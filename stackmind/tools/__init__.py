@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Invocation", "Tool", "ToolContext", "ToolError", "ToolRegistry", "ToolResult",
-    "find_invocations", "first_invocation",
+    "default_tools", "find_invocations", "first_invocation",
 ]
 
 
@@ -80,3 +80,16 @@ class ToolRegistry:
             return tool(invocation, ctx)
         except ToolError as e:
             return ToolResult(f"@{invocation.name} failed: {e}", ok=False)
+
+
+def default_tools(settings: Settings) -> ToolRegistry:
+    """The tools an agent gets: the sandbox's @python, @wolfram, and @recall of long-term memory when
+    memory is on."""
+    from stackmind.tools.python import PythonTool
+    from stackmind.tools.recall import RecallTool
+    from stackmind.tools.wolfram import WolframTool
+
+    registry = ToolRegistry([PythonTool(), WolframTool()])
+    if settings.memory:
+        registry.register(RecallTool())
+    return registry

@@ -31,7 +31,7 @@ training:
 def _write_episode(directory: Path, goal: str, reward: float | None, answer: str = "42", kind: str = "episode",
                   steps: list[Step] | None = None) -> Episode:
     ep = Episode(goal=goal, answer=answer, reward=reward, kind=kind,
-                 steps=steps if steps is not None else [Step(thought="Thought: work it out")])
+                 steps=steps if steps is not None else [Step(thought=f"Final answer: {answer}")])
     ep.save(directory)
     return ep
 

@@ -2,22 +2,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stackmind.consolidate import ConsolidateConfig, Example, build_dataset, episode_messages
+from stackmind.consolidate import ConsolidateConfig, Example, build_dataset, step_examples, step_format
 from stackmind.consolidate.dataset import in_heldout
 from stackmind.settings import Settings
 from stackmind.trace import Episode, Step
 
 
-def test_episode_becomes_a_chat_with_observations_as_user_turns() -> None:
-    ep = Episode(goal="What is 6 * 7?", answer="42", reward=1.0, steps=[
+def test_an_episode_becomes_one_example_per_step_in_the_agents_own_format(settings: Settings) -> None:
+    ep = Episode(goal="What is 6 * 7?", answer="42", reward=1.0, kind="guided", steps=[
         Step(thought="Compute it with a program.", action="@python(print(6 * 7))", observation="42"),
         Step(thought="Final answer: 42"),
     ])
-    msgs = episode_messages(ep, "SYS")
-    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
-    assert msgs[2]["content"] == "Thought: Compute it with a program.\nAction: @python(print(6 * 7))"
-    assert msgs[3]["content"].startswith("[observation] 42")  # the world's words: never trained on
-    assert msgs[-1]["content"] == "Final answer: 42"
+    fmt = step_format(settings)
+    first, second = step_examples(ep, fmt, "guided")
+    assert first.target == "Thought: Compute it with a program.\nAction: @python(print(6 * 7))"
+    assert second.target == "Final answer: 42"
+    assert second.prompt[0] == {"role": "system", "content": fmt.system_prompt()}  # the agent's system prompt
+    assert second.prompt[-1]["content"].startswith("Observation: 42")  # the world's words: never trained on
+    assert second.prompt == fmt.messages("[goal] What is 6 * 7?\n[thought] Compute it with a program.\n"
+                                         "[action] @python(print(6 * 7))\n[observation] 42", ep.goal)
+    assert first.prompt_key == second.prompt_key  # a goal's steps are on one side of the split
 
 
 def test_only_successful_episodes_and_guided_traces_are_trained(settings: Settings, config: ConsolidateConfig,
@@ -28,12 +32,14 @@ def test_only_successful_episodes_and_guided_traces_are_trained(settings: Settin
     write_episode(tmp_path / "traces", "guided goal", None, kind="guided")
     ds, problems = build_dataset(settings, config, trained_keys=set(), replay_pool=[])
     assert problems == []
-    goals = {e.messages[1]["content"] for e in ds.train if e.source in ("episode", "guided")}
-    assert goals == {"[goal] good goal\n\nYour next step:", "[goal] guided goal\n\nYour next step:"}
+    goals = {e.prompt[1]["content"] for e in ds.train if e.source in ("episode", "guided")}
+    assert goals == {"Current goal: good goal", "Current goal: guided goal"}
     # the policy's slow part: two train examples, weight 2 each; its heldout example is held out
     assert ds.counts["new_policy"] == 2
-    assert sum(1 for r in ds.training_rows() if "secret word" in r["messages"][1]["content"]) == 4
-    assert [e.messages[1]["content"] for e in ds.heldout] == ["Which secret word opens the harbour gate?"]
+    rows = [r for r in ds.training_rows() if "secret word" in r["prompt"][-1]["content"]]
+    assert len(rows) == 4 and all(r["completion"] == [{"role": "assistant", "content": "Final answer: zanzibar"}]
+                                  for r in rows)
+    assert [e.prompt[-1]["content"] for e in ds.heldout] == ["Current goal: Which secret word opens the harbour gate?"]
 
 
 def test_duplicates_are_dropped_and_replay_follows_the_ratio(settings: Settings, config: ConsolidateConfig,
@@ -58,9 +64,11 @@ def test_duplicates_are_dropped_and_replay_follows_the_ratio(settings: Settings,
     assert third.counts["replay"] == 1
 
 
-def test_heldout_split_is_deterministic_and_by_prompt() -> None:
-    a = Example([{"role": "user", "content": "Same  Prompt"}, {"role": "assistant", "content": "x"}], "episode")
-    b = Example([{"role": "user", "content": "same prompt"}, {"role": "assistant", "content": "y"}], "episode")
+def test_heldout_split_is_deterministic_and_by_goal() -> None:
+    a = Example([{"role": "user", "content": "Current goal: Same  Prompt"}, {"role": "assistant", "content": "x"}],
+                "episode")
+    b = Example([{"role": "user", "content": "[thought] t\nCurrent goal: same prompt"},
+                 {"role": "assistant", "content": "y"}], "episode")
     assert a.key != b.key and a.prompt_key == b.prompt_key
     keys = [Example([{"role": "user", "content": f"p{i}"}, {"role": "assistant", "content": "a"}], "e").prompt_key
             for i in range(2000)]

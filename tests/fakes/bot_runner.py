@@ -22,7 +22,7 @@ class RunningBot:
         self.config = TelegramSettings(allowed_users=allowed, base_url=fake.base_url, poll_timeout_s=1.0,
                                        shutdown_grace_s=60.0, **telegram)
         self.conversations = Conversations(settings, llm, memory=memory, config=chat or ChatSettings(
-            max_reply_tokens=12, first_chunk_tokens=4, chunk_tokens=8, render_budget_tokens=160, memory=False))
+            max_reply_tokens=48, max_steps=2, memory=False))
         self.bot: StackmindBot | None = None
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

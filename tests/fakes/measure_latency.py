@@ -54,8 +54,7 @@ def main(n: int) -> None:
             })
             print(json.dumps(rows[-1]), flush=True)
     summary = {
-        "n": len(rows), "max_reply_tokens": config.max_reply_tokens,
-        "first_chunk_tokens": config.first_chunk_tokens, "chunk_tokens": config.chunk_tokens,
+        "n": len(rows), "max_reply_tokens": config.max_reply_tokens, "max_steps": config.max_steps,
         "median_first_visible_s": statistics.median(r["first_visible_s"] for r in rows),
         "median_full_answer_s": statistics.median(r["full_answer_s"] for r in rows),
         "median_reply_tokens": statistics.median(r["reply_tokens"] for r in rows),

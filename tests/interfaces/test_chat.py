@@ -1,5 +1,6 @@
-"""The conversation loop with the real embedded model: batching across chats, bursts answered
-together, fairness, rewards; and `stackmind chat` in a terminal, driven through stdin."""
+"""Conversations with the real embedded model: each message a run of the agent on its chat's stack,
+chats decoded side by side by the backend, bursts answered together, fairness, rewards; and
+`stackmind chat` in a terminal, driven through stdin."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from stackmind.settings import Settings
 from stackmind.stack import SQLiteStackStore
 from stackmind.trace import Episode
 
-TINY = ChatSettings(max_reply_tokens=8, first_chunk_tokens=4, chunk_tokens=4, render_budget_tokens=128, memory=False)
+TINY = ChatSettings(max_reply_tokens=48, max_steps=2, render_budget_tokens=1024, memory=False)
 
 
 def ref(n: int) -> ChatRef:
@@ -25,18 +26,21 @@ def ref(n: int) -> ChatRef:
 
 @pytest.mark.slow
 def test_chats_are_batched_and_each_reply_lands_in_its_own_chat(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+    backend = embedded_llm.backend
+    before = backend.stats["max_batch"] = 0
+
     async def main() -> list:
         async with Conversations(settings, embedded_llm, config=TINY) as conv:
-            replies = await asyncio.gather(*(conv.say(ref(i), f"Say hello to number {i}.") for i in range(4)))
-            return [replies, conv.round_sizes]
+            return await asyncio.gather(*(conv.say(ref(i), f"Say hello to number {i}.") for i in range(4)))
 
-    replies, sizes = asyncio.run(main())
-    assert max(sizes) == 4  # the four chats shared each generate
+    replies = asyncio.run(main())
+    assert backend.stats["max_batch"] >= 2 > before  # chats shared the backend's decode batches
     store = SQLiteStackStore(settings.db_path)
     for i, reply in enumerate(replies):
         assert reply.text.strip() and reply.messages == [f"Say hello to number {i}."]
         frames = store.frames(f"test-{i}")
-        assert [f.text for f in frames] == [f"Say hello to number {i}.", reply.text]
+        assert [(f.kind, f.text) for f in frames] == [("goal", f"Say hello to number {i}."),
+                                                       ("conclusion", reply.text)]
         episode = Episode.load(settings.episodes_dir / f"{reply.episode_id}.trace.yaml")
         assert episode.stack == f"test-{i}" and episode.meta["owner"] == f"test:{i}"
 
@@ -47,7 +51,7 @@ def test_a_burst_is_answered_together_and_nothing_is_lost(settings: Settings, em
         async with Conversations(settings, embedded_llm, config=TINY) as conv:
             first = asyncio.create_task(conv.say(ref(1), "one"))
             await asyncio.sleep(0)  # 'one' is being answered; the rest arrive meanwhile
-            while not conv._active:
+            while "test-1" in conv._waiting or "test-1" not in conv._running:
                 await asyncio.sleep(0.01)
             rest = [asyncio.create_task(conv.say(ref(1), w)) for w in ("two", "three", "four")]
             return [await first, *[await r for r in rest]]
@@ -56,14 +60,13 @@ def test_a_burst_is_answered_together_and_nothing_is_lost(settings: Settings, em
     assert r1.messages == ["one"]
     assert r2.episode_id == r3.episode_id == r4.episode_id != r1.episode_id
     assert r2.messages == ["two", "three", "four"] and r2.leader and not r3.leader and not r4.leader
-    users = [f.text for f in SQLiteStackStore(settings.db_path).frames("test-1") if f.provenance.get("role") == "user"]
-    assert users == ["one", "two", "three", "four"]
+    goals = [f.text for f in SQLiteStackStore(settings.db_path).frames("test-1") if f.kind == "goal"]
+    assert goals == ["one", "two\nthree\nfour"]
 
 
 @pytest.mark.slow
 def test_a_new_chat_is_not_kept_waiting_by_a_long_answer(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
-    config = ChatSettings(max_reply_tokens=40, first_chunk_tokens=4, chunk_tokens=4, render_budget_tokens=128,
-                          memory=False)
+    config = ChatSettings(max_reply_tokens=160, max_steps=1, render_budget_tokens=1024, memory=False)
     seen: dict[str, float] = {}
 
     async def main() -> tuple:
@@ -79,7 +82,7 @@ def test_a_new_chat_is_not_kept_waiting_by_a_long_answer(settings: Settings, emb
             return await long, short
 
     long, short = asyncio.run(main())
-    # The second chat joined at a chunk boundary: it finished before the long answer did.
+    # The second chat joined the running decode batch: it finished before the long answer did.
     assert short.total_s < long.total_s
     assert long.first_visible_s is not None and long.first_visible_s < long.total_s
 
@@ -102,7 +105,7 @@ def test_rate_records_the_reward_and_refuses_other_chats(settings: Settings, emb
 @pytest.mark.slow
 def test_memory_is_recalled_for_its_owner_only(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
     memory_mod = pytest.importorskip("stackmind.memory")
-    config = TINY.model_copy(update={"memory": True, "recall_k": 3})
+    config = TINY.model_copy(update={"memory": True})
 
     async def main():  # noqa: ANN202
         with memory_mod.Memory(settings) as memory:
@@ -129,7 +132,7 @@ def test_terminal_chat_through_stdin(settings: Settings) -> None:
     env = {**os.environ, "STACKMIND_CHAT_MEMORY": "false"}
     proc = subprocess.run(
         [sys.executable, "-c", "from stackmind.interfaces import cli, cli_chat; cli.main()",
-         "chat", "--max-tokens", "8", "--name", "t1"],
+         "chat", "--max-tokens", "48", "--name", "t1"],
         input=script, capture_output=True, text=True, timeout=600, env=env,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -137,7 +140,7 @@ def test_terminal_chat_through_stdin(settings: Settings) -> None:
     assert "stackmind> " in out
     answer = out.split("stackmind> ", 1)[1].splitlines()[0].strip()
     assert answer
-    assert "[observation 0.60] Hello there!" in out
+    assert "[goal 1.00] Hello there!" in out
     assert "Noted: reward +1" in out
     assert "I do not know /nope" in out
     assert "Cleared 2 frames" in out and out.rstrip().endswith("The stack is empty.")

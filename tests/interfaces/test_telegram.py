@@ -54,13 +54,31 @@ def test_split_message_keeps_every_character_in_pieces_under_the_limit() -> None
 
 
 def test_the_bot_paces_sends_with_the_library_rate_limiter() -> None:
+    import asyncio
+
     from telegram.ext import AIORateLimiter
 
     from stackmind.interfaces.telegram import StackmindBot, build_application
 
-    config = TelegramSettings(allowed_users=[1], base_url="http://127.0.0.1:9/bot")
+    config = TelegramSettings(allowed_users=[1], base_url="http://127.0.0.1:9/bot", chat_interval_s=0.2)
     app = build_application("123:abc", StackmindBot(None, config), config)  # type: ignore[arg-type]
-    assert isinstance(app.bot.rate_limiter, AIORateLimiter)
+    limiter = app.bot.rate_limiter
+    assert isinstance(limiter, AIORateLimiter)
+    times: dict[int, list[float]] = {1: [], 2: []}
+
+    async def record(chat: int) -> bool:
+        times[chat].append(time.monotonic())
+        return True
+
+    async def main() -> None:
+        await limiter.initialize()
+        await asyncio.gather(*(limiter.process_request(record, (c,), {}, "sendMessage", {"chat_id": c}, None)
+                               for c in (1, 1, 1, 2, 2, 2)))
+
+    asyncio.run(main())
+    a, b = times[1], times[2]
+    assert all(y - x >= 0.15 for x, y in zip(a, a[1:], strict=False))  # one chat is paced
+    assert abs(a[0] - b[0]) < 0.1  # another chat does not wait for it
 
 
 # ---- end to end with the embedded model ---------------------------------------------------------
@@ -196,9 +214,8 @@ def test_think_outlives_the_turn_and_survives_shutdown(fake: FakeTelegram, setti
 
     settings = settings.model_copy(update={"max_new_tokens": 24})
     runner = RunningBot(fake, settings, embedded_llm, allowed=[ALICE],
-                        chat=ChatSettings(max_reply_tokens=8, first_chunk_tokens=4, chunk_tokens=4,
-                                          render_budget_tokens=160, memory=False, think_steps=2))
-    runner.conversations.tools = ToolRegistry([WolframTool()])
+                        chat=ChatSettings(max_reply_tokens=48, max_steps=2, memory=False, think_steps=2))
+    runner.conversations.agent.tools = ToolRegistry([WolframTool()])
     with runner:
         asked = fake.send_text(ALICE, "/think What is 17 * 23?")
         first = fake.wait_for(lambda: fake.messages(ALICE), 30, "the acknowledgement")[0]

@@ -19,6 +19,7 @@ import pytest
 from stackmind.llm import LLM, LLMError, load_llm
 from stackmind.llm.openai import OpenAIBackend
 from stackmind.settings import Settings
+from stackmind.stepformat import FormatError, StepFormat
 
 
 def free_port() -> int:
@@ -32,8 +33,8 @@ def llama_server(embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) 
     port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
+        [sys.executable, str(Path(__file__).parents[1] / "fakes" / "llama_server.py"), "--model", str(embedded_gguf),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
         stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115 (a pipe would fill and block it)
     )
     url = f"http://127.0.0.1:{port}/v1"
@@ -72,6 +73,60 @@ def test_real_server_batch_chat_and_completion(llama_server: str, monkeypatch: p
     assert "a + b" in gen.texts[1][0] and "\n" not in gen.texts[1][0]
     assert gen.usage.calls == 1 and gen.usage.prompts == 3
     assert gen.usage.prompt_tokens > 10 and gen.usage.completion_tokens > 0
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_real_server_enforces_the_step_grammar(llama_server: str) -> None:
+    """The grammar goes in the request and the server enforces it: every reply is one step."""
+    fmt = StepFormat.for_names({"python": "run Python in a sandbox"})
+    goals = ["What is 17 * 23?", "Tell me a joke.", "Write a haiku about the sea.", "Reverse the word 'stack'."]
+    llm = LLM(OpenAIBackend(llama_server, "qwen"))
+    replies = llm.generate([fmt.messages(f"[goal] {g}", g) for g in goals], max_tokens=80, temperature=0.9,
+                           seed=5, grammar=fmt.grammar()).first
+    for r in replies:
+        fmt.parse(r)  # raises FormatError when the server ignored the grammar
+    free = llm.generate(["Write a haiku about the sea:"], max_tokens=24, temperature=0.0).first[0]
+    with pytest.raises(FormatError):
+        fmt.parse(free)  # and without it the same server writes free text: the test can fail
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_real_server_streams(llama_server: str) -> None:
+    pieces: list[str] = []
+    llm = LLM(OpenAIBackend(llama_server, "qwen"))
+    text = llm.generate([[{"role": "user", "content": "Count from 1 to 20, separated by commas."}]], max_tokens=60,
+                        temperature=0.0, on_text=lambda i, j, d: pieces.append(d)).first[0]
+    assert len(pieces) > 5 and "".join(pieces) == text
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_chat_on_the_server_backend_answers_at_length(llama_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chat message is a goal of the agent's loop on the server backend; a long answer is not cut."""
+    import asyncio
+
+    from stackmind.interfaces.chat import ChatRef, ChatSettings, Conversations
+
+    monkeypatch.setenv("STACKMIND_BACKEND", "openai")
+    monkeypatch.setenv("STACKMIND_OPENAI_BASE_URL", llama_server)
+    settings = Settings(memory=False).ensure_dirs()
+    llm = load_llm(settings)
+    shown: list[str] = []
+
+    async def main() -> str:
+        async with Conversations(settings, llm, config=ChatSettings(memory=False)) as conv:
+            reply = await conv.say(ChatRef("chat-t", "local:t"),
+                                   "Explain in detail, in about 150 words, how a hash table works.", _record)
+            return reply.text
+
+    async def _record(text: str) -> None:
+        shown.append(text)
+
+    text = asyncio.run(main())
+    assert len(text.split()) > 40, text  # far more than the 24 tokens the old chat path cut replies to
+    assert shown and text.startswith(shown[0][:10])  # it streamed
 
 
 @pytest.mark.slow
