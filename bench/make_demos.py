@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from stackmind.settings import Settings
-from stackmind.stepformat import Action, StepFormat
+from stackmind.stepformat import Action, Final, StepFormat
 from stackmind.tools import ToolContext
 from stackmind.tools.invocation import find_invocations
 from stackmind.tools.python import PythonTool
@@ -33,8 +33,21 @@ for a, b, c, d in permutations(nums):
                 pass
 print(found)'''
 
-# (name, goal, [reply, ...]); a reply that is an action is run, and the next reply reads its output.
+# (name, goal, [reply, ...]); a reply that is an action is run, and the next reply reads its output;
+# a reply that is a final answer ends the example (a conversation: answered directly).
 DEMOS: list[tuple[str, str, list[str]]] = [
+    ("chat-greeting", "Hi there! How is it going?",
+     ["Final answer: Hi! It is going well, thank you. I am stackmind, an agent that can answer questions, "
+      "compute things with Python and look things up. What can I do for you?"]),
+    ("chat-explain", "Explain how a linked list works, in about 100 words.",
+     ["Final answer: A linked list stores a sequence of items as separate nodes. Each node holds one value "
+      "and a reference (a pointer) to the next node; the list itself only remembers the first node, the head. "
+      "To reach the fifth item you start at the head and follow four links, so reading by position takes "
+      "time proportional to the position. In exchange, inserting or removing a node is cheap once you are "
+      "there: you only change one or two links, and nothing has to be shifted. A doubly linked list also "
+      "keeps a link to the previous node, so it can be walked in both directions."]),
+    ("chat-fact", "Who wrote the novel Pride and Prejudice?",
+     ["Final answer: Jane Austen wrote Pride and Prejudice; it was published in 1813."]),
     ("arithmetic-product", "What is 4821 * 3907? Answer with the number.",
      ["Action: @python(print(4821 * 3907))"]),
     ("arithmetic-percent", "What is 35% of 6480? Answer with the number.",
@@ -53,18 +66,36 @@ DEMOS: list[tuple[str, str, list[str]]] = [
      ["Action: @python(print('mississippi'.count('s')))"]),
     ("strings-reverse", "Write the word 'planet' backwards. Answer with the reversed word.",
      ["Action: @python(print('planet'[::-1]))"]),
+    ("strings-sort", "Put the letters of 'orange' in alphabetical order. Answer with the letters as one word.",
+     ["Action: @python(print(''.join(sorted('orange'))))"]),
+    ("strings-title", "Capitalise the first letter of every word in 'a tale of two cities'. Answer with the new text.",
+     ["Action: @python(print(' '.join(w[0].upper() + w[1:] for w in 'a tale of two cities'.split())))"]),
+    ("strings-position", "Which letter is third in the word 'guitar'? Answer with the letter.",
+     ["Action: @python(print('guitar'[2]))"]),
     ("dates-weekday", "What day of the week was July 4, 2019? Answer with the day of the week.",
      ["Action: @python(import datetime\nprint(datetime.date(2019, 7, 4).strftime('%A')))"]),
     ("dates-between", "How many days are there from February 3, 2021 to May 17, 2021? Answer with the number.",
      ["Action: @python(import datetime\nprint((datetime.date(2021, 5, 17) - datetime.date(2021, 2, 3)).days))"]),
+    ("dates-add", "What is the date 45 days after 2010-06-20? Answer with the date as YYYY-MM-DD.",
+     ["Action: @python(import datetime\nprint(datetime.date(2010, 6, 20) + datetime.timedelta(days=45)))"]),
+    ("dates-leap", "Was 1900 a leap year? Answer yes or no.",
+     ["Action: @python(import calendar\nprint('yes' if calendar.isleap(1900) else 'no'))"]),
     ("lists-median", "What is the median of the numbers 12, 7, 31, 4, 18, 25? Answer with the number.",
      ["Action: @python(import statistics\nprint(statistics.median([12, 7, 31, 4, 18, 25])))"]),
     ("lists-above", "How many numbers in [3, 48, 17, 92, 55, 61, 8] are greater than 50? Answer with the number.",
      ["Action: @python(print(sum(1 for x in [3, 48, 17, 92, 55, 61, 8] if x > 50)))"]),
+    ("lists-sort", "Order these numbers from largest to smallest: 14, -2, 37, 9. Answer with the numbers separated "
+     "by commas.", ["Action: @python(print(', '.join(str(x) for x in sorted([14, -2, 37, 9], reverse=True))))"]),
+    ("lists-count", "In the list red, blue, red, green, red, blue, how often does 'blue' occur? Answer with the number.",
+     ["Action: @python(items = 'red, blue, red, green, red, blue'.split(', ')\nprint(items.count('blue')))"]),
     ("units-miles", "How many kilometres are 26.2 miles? Round to 2 decimal places. Answer with the number.",
      ["Action: @python(print(round(26.2 * 1.609344, 2)))"]),
     ("units-temperature", "What is 68 degrees Fahrenheit in Celsius? Round to 1 decimal place. Answer with the number.",
      ["Action: @python(print(round((68 - 32) * 5 / 9, 1)))"]),
+    ("units-celsius", "Convert 25 degrees Celsius to Fahrenheit. Round to 1 decimal place. Answer with the number.",
+     ["Action: @python(print(round(25 * 9 / 5 + 32, 1)))"]),
+    ("units-time", "How many minutes are there in 3.5 days? Answer with the number.",
+     ["Action: @python(print(3.5 * 24 * 60))"]),
     ("code-loop", "What does this Python code print?\n\n```python\nx = 3\nfor i in range(4):\n    x = x * 2 - i\n"
      "print(x)\n```\n\nAnswer with exactly what it prints.",
      ["Thought: Run the program as it is and read its output.\n"
@@ -94,6 +125,13 @@ def build(out: Path) -> list[Path]:
             ctx = ToolContext(settings)
             steps: list[Step] = []
             answer = None
+            if isinstance(fmt.parse(replies[0]), Final):  # answered directly
+                answer = fmt.parse(replies[0]).answer  # type: ignore[union-attr]
+                ep = Episode(goal=goal, steps=[Step(thought=replies[0])], answer=answer, reward=1.0, kind="guided",
+                             id=f"demo-{name}", created="2026-12-01T00:00:00+00:00",
+                             meta={"author": "stackmind starter library", "made_by": "bench/make_demos.py"})
+                written.append(ep.save(out))
+                continue
             for reply in replies:
                 step = fmt.parse(reply)
                 assert isinstance(step, Action), reply

@@ -40,7 +40,7 @@ from stackmind.llm import LLM, load_llm
 from stackmind.llm.base import Message
 from stackmind.memory import Memory, MemoryStoreError
 from stackmind.policies import InvocationError, Invoker, Policy, PolicyLibrary, policy_frames
-from stackmind.policies.library import default_policy_dirs, load_lenient
+from stackmind.policies.library import BUILTIN_TOOLS, default_policy_dirs, load_lenient
 from stackmind.search import Budget, SearchResult, solve
 from stackmind.search.scorer import GENERIC_VALUE_PROMPT
 from stackmind.settings import Settings
@@ -737,7 +737,9 @@ def policy_library(settings: Settings, tools: ToolRegistry, warn: ProgressFn | N
     parse is skipped with a warning, never a failure."""
     if not settings.policies:
         return None
-    library, problems = load_lenient(default_policy_dirs(settings.home), tools=tools)
+    # Checked against every tool the agent can have (a policy that shows @recall still loads when
+    # memory is off; the step grammar then does not offer the call).
+    library, problems = load_lenient(default_policy_dirs(settings.home), tools=tools.names() | BUILTIN_TOOLS)
     for p in problems:
         if p.severity == "error":
             (warn or log.warning)(f"policy skipped: {p}")
