@@ -158,6 +158,15 @@ class Settings(BaseSettings):
     def memory_dir(self) -> Path:
         return self.home / "memory"
 
+    def check_home(self) -> Settings:
+        """The data dir is a folder this process may use (or does not exist yet): else a SettingsError."""
+        home = self.home
+        if home.exists() and not home.is_dir():
+            raise SettingsError(f"{home} is a file, not a folder; {_folder_hint(home, self)}")
+        if home.is_dir() and not os.access(home, os.R_OK | os.W_OK | os.X_OK):
+            raise SettingsError(f"{home} cannot be read and written by this user; {_folder_hint(home, self)}")
+        return self
+
     def ensure_dirs(self) -> Settings:
         for d in (self.home, self.models_dir, self.episodes_dir, self.adapters_dir, self.cache_dir):
             try:

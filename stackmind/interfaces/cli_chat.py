@@ -53,7 +53,7 @@ def chat(
     memory: bool | None = typer.Option(None, "--memory/--no-memory", help="Use long-term memory."),
 ) -> None:
     """Chat with stackmind in this terminal (the same conversation loop as the Telegram bot)."""
-    settings = Settings().ensure_dirs()
+    settings = Settings().check_home().ensure_dirs()
     config = ChatSettings()
     if max_tokens is not None:
         config.max_reply_tokens = max_tokens
@@ -165,7 +165,7 @@ def telegram(
     """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN or .env) until Ctrl-C or SIGTERM."""
     from stackmind.interfaces.telegram import TelegramSettings, run
 
-    settings = Settings().ensure_dirs()
+    settings = Settings().check_home().ensure_dirs()
     if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
         raise fail("no bot token: create a bot with @BotFather, then set TELEGRAM_BOT_TOKEN "
                    "in the environment or in .env")
