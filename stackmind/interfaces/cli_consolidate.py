@@ -72,8 +72,12 @@ def consolidate(
     except ValidationError as e:
         raise fail("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
     if not resume and not dry_run and (left := unfinished_run(s)) is not None:
-        console.print(f"note: run {left.name} did not finish; `stackmind consolidate --resume` continues it. "
-                      "Starting a new run.")
+        from stackmind.consolidate.run import stale_run
+
+        why = stale_run(s, left)
+        console.print(f"note: run {left.name} did not finish; " + (
+            f"it cannot be resumed ({why}). " if why else "`stackmind consolidate --resume` continues it. ")
+            + "Starting a new run.", markup=False, highlight=False, soft_wrap=True)
     try:
         record = run_consolidation(s, config, dry_run=dry_run, max_minutes=max_minutes, resume=resume,
                                    progress=lambda m: console.print(f"[dim]consolidate:[/] {m}", markup=True,
