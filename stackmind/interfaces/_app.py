@@ -11,6 +11,7 @@ with every secret redacted, and exits non-zero. ``stackmind --debug ...`` adds t
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from typing import Any
@@ -116,6 +117,37 @@ def report_error(e: BaseException, debug: bool = False) -> None:
     print_error(describe(e))
 
 
+class _OneLineFormatter(logging.Formatter):
+    """Log lines stay lines: an exception is summed up as ``(Type: message)``, no traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc, record.exc_info = record.exc_info, None
+        text, record.exc_text = record.exc_text, None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = exc, text
+        if exc and exc[1] is not None:
+            line += f" ({type(exc[1]).__name__}: {one_line(str(exc[1]))[:300]})"
+        elif text:
+            line += f" ({one_line(text.strip().splitlines()[-1])[:300]})"
+        return line
+
+
+def setup_logging(level: int = logging.INFO, extra_secrets: list[str] | None = None) -> None:
+    """Logs on stderr for long-running commands (the bot): one line a record, secrets redacted;
+    ``stackmind --debug`` keeps the tracebacks."""
+    debug = False
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        debug = bool(ctx.find_root().params.get("debug"))
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if debug else _OneLineFormatter(fmt))
+    handler.addFilter(_redact.RedactFilter(_redact.secrets(extra_secrets or [])))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
 def _settings_class(title: str) -> type[Any] | None:
     """The settings class a ValidationError came from (each reads its own environment variables)."""
     if title == "Settings":
@@ -136,4 +168,4 @@ def _settings_class(title: str) -> type[Any] | None:
 
 
 __all__ = ["JSON_OPTION", "SettingsError", "app", "bench_app", "console", "describe", "fail", "out",
-           "print_error", "print_json", "report_error", "settings"]
+           "print_error", "print_json", "report_error", "settings", "setup_logging"]

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stackmind.interfaces._app import app, console, fail
+from stackmind.interfaces._app import app, console, fail, setup_logging
 from stackmind.interfaces.chat import ChatRef, ChatSettings, ConversationClosed, Conversations
 from stackmind.settings import Settings
 
@@ -179,7 +179,7 @@ def telegram(
                       "their user id). Allow people with --allow ID or STACKMIND_TELEGRAM_ALLOWED_USERS.[/]")
     chat_config = ChatSettings()
     llm, memory = _load(settings, chat_config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO, [token])
     console.print(f"stackmind bot starting ({'webhook' if config.webhook_url else 'long polling'}); "
                   f"{len(config.allowed_users)} allowed users. Ctrl-C stops it gracefully.")
     try:

@@ -27,7 +27,7 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ChatAction, MessageLimit
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -38,6 +38,8 @@ from telegram.ext import (
     filters,
 )
 
+from stackmind.errors import StackmindError
+from stackmind.interfaces import _redact
 from stackmind.interfaces.chat import ChatRef, ConversationClosed, Conversations, Reply, split_message
 
 log = logging.getLogger("stackmind.telegram")
@@ -64,6 +66,10 @@ Write to me and I answer. Under each answer, 👍 or 👎 tells me whether it he
 /help: this text"""
 
 SORRY = "Sorry, something went wrong on my side while answering. Please try again in a moment."
+
+
+class BotStartError(StackmindError, RuntimeError):
+    """The bot cannot start: the token is refused, or the Bot API cannot be reached."""
 
 
 class TelegramSettings(BaseSettings):
@@ -479,33 +485,23 @@ def build_application(token: str, bot: StackmindBot, config: TelegramSettings) -
 
 # ---- running it ----------------------------------------------------------------------------------
 
-class RedactToken(logging.Filter):
+class RedactToken(_redact.RedactFilter):
     """Replaces the bot token wherever it appears in a log record (httpx logs request URLs)."""
 
     def __init__(self, token: str) -> None:
-        super().__init__()
+        super().__init__(_redact.secrets([token]) if token else [])
         self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.token:
-            return True
-        msg = record.getMessage()
-        if self.token in msg:
-            record.msg, record.args = msg.replace(self.token, "<token>"), None
-        if record.exc_info and record.exc_info[1] is not None and self.token in str(record.exc_info[1]):
-            record.msg = record.getMessage() + f" ({type(record.exc_info[1]).__name__}: " + \
-                str(record.exc_info[1]).replace(self.token, "<token>") + ")"
-            record.args, record.exc_info, record.exc_text = None, None, None
-        return True
 
 
 def protect_token(token: str) -> RedactToken:
-    """Keep the token out of logs: quiet httpx's per-request lines, redact it on every root handler."""
+    """Keep the token out of logs: quiet httpx's per-request lines, redact it on every root handler
+    (and logging's last-resort one) and on the loggers that see it."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     redact = RedactToken(token)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redact)
+    for handler in [*logging.getLogger().handlers, logging.lastResort]:
+        if handler is not None:
+            handler.addFilter(redact)
     for name in ("telegram", "stackmind", "httpx"):
         logging.getLogger(name).addFilter(redact)
     return redact
@@ -553,7 +549,9 @@ async def serve(
 
 
 def run(token: str, conversations: Conversations, config: TelegramSettings) -> None:
-    """Blocking entry point for `stackmind telegram`: runs until SIGINT or SIGTERM."""
+    """Blocking entry point for `stackmind telegram`: runs until SIGINT or SIGTERM.
+
+    A refused token or an unreachable Bot API is a `BotStartError` (one line, no token in it)."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -565,4 +563,11 @@ def run(token: str, conversations: Conversations, config: TelegramSettings) -> N
                 pass
         await serve(token, conversations, config, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except InvalidToken as e:
+        raise BotStartError(f"the Telegram Bot API at {config.base_url} refused the bot token: check "
+                            "TELEGRAM_BOT_TOKEN (in the environment or .env) against the one @BotFather gave") from e
+    except NetworkError as e:  # TimedOut too
+        raise BotStartError(f"cannot reach the Telegram Bot API at {config.base_url} ({_redact.redact(str(e), _redact.secrets([token]))}): "
+                            "check the network, or STACKMIND_TELEGRAM_BASE_URL") from e
