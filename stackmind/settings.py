@@ -60,7 +60,10 @@ class Settings(BaseSettings):
         except tomllib.TOMLDecodeError as e:
             raise SettingsError(f"{_toml_path()}:{_toml_where(e)} is not valid TOML ({_toml_problem(e)}): "
                                 "fix the file, or point STACKMIND_CONFIG elsewhere") from e
-        except (OSError, UnicodeDecodeError) as e:
+        except UnicodeDecodeError as e:
+            raise SettingsError(f"{_undecodable() or 'a settings file'}: not UTF-8 text (byte {e.start}): "
+                                "save it as UTF-8") from e
+        except OSError as e:
             raise SettingsError(f"cannot read the settings ({type(e).__name__}: {e}): check stackmind.toml "
                                 "and .env in this folder (and STACKMIND_CONFIG)") from e
         _check_toml_keys(type(self))
@@ -163,6 +166,9 @@ class Settings(BaseSettings):
         home = self.home
         if home.exists() and not home.is_dir():
             raise SettingsError(f"{home} is a file, not a folder; {_folder_hint(home, self)}")
+        above = next((p for p in home.absolute().parents if p.exists()), None)
+        if not home.exists() and above is not None and not above.is_dir():
+            raise SettingsError(f"{home} cannot be made: {above} is a file; {_folder_hint(home, self)}")
         if home.is_dir() and not os.access(home, os.R_OK | os.W_OK | os.X_OK):
             raise SettingsError(f"{home} cannot be read and written by this user; {_folder_hint(home, self)}")
         return self
@@ -177,6 +183,18 @@ class Settings(BaseSettings):
 
 
 # ---- saying what is wrong ------------------------------------------------------------------------
+
+def _undecodable() -> Path | None:
+    """Which settings file is not UTF-8 (stackmind.toml or .env)."""
+    for path in (_toml_path(), Path(".env")):
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return path
+        except OSError:
+            continue
+    return None
+
 
 def _folder_problem(d: Path, e: OSError) -> str:
     if isinstance(e, FileExistsError) or d.exists() and not d.is_dir():

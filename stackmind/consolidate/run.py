@@ -140,10 +140,11 @@ def _run(settings: Settings, config: ConsolidateConfig, hooks: Hooks, root: Path
         dataset = Dataset.load(run_dir / "dataset")
     else:
         dataset, problems, _ = _collect(settings, config, hooks, root)
-        record["notes"] += problems
+        record["notes"] += [p for p in problems if p not in record["notes"]]
         record["skipped"] = problems
         for problem in problems:
             say(f"skipped: {problem}")
+        _save(run_dir, record)  # before the frozen dataset: a kill after it keeps what was skipped
         dataset.save(run_dir / "dataset")
     record["dataset"] = dataset.counts
     if not dataset.train or dataset.counts.get("new", 0) == 0:
