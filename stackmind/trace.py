@@ -154,7 +154,12 @@ def compose_yaml(text: str, path: str, fast: bool = False) -> yaml.Node | None:
     or memory unbounded. ``fast`` composes with libyaml's C loader too (same nodes and marks; its
     syntax-error wording differs slightly)."""
     loader = _CLoader if fast and _CLoader is not None else yaml.SafeLoader
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_TRACE_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise TraceError("not valid Unicode text (a lone surrogate): save the file as UTF-8", path,
+                         text.count("\n", 0, e.start) + 1) from None
+    if size > MAX_TRACE_BYTES:
         raise TraceError(f"file is larger than {MAX_TRACE_BYTES // 2**20} MiB: split it", path)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1

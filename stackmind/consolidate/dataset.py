@@ -125,7 +125,7 @@ def episode_messages(episode: Episode, system: str) -> list[Message]:
             msgs[-1]["content"] = final
         else:
             msgs.append({"role": "assistant", "content": final})
-    while msgs[-1]["role"] != "assistant":  # an episode never ends on the world's turn
+    while msgs and msgs[-1]["role"] != "assistant":  # an episode never ends on the world's turn
         msgs.pop()
     return msgs
 
