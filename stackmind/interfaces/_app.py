@@ -16,7 +16,6 @@ import sys
 import traceback
 from typing import Any
 
-import click
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -33,10 +32,10 @@ MAX_ERROR_CHARS = 2000
 class _OneErrorPath(TyperGroup):
     """The top-level group: a command's exception becomes one line (`report_error`) and exit 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort, typer.TyperException):  # usage errors keep click's exit code 2
             raise
         except Exception as e:
             report_error(e, debug=bool(ctx.params.get("debug")))
@@ -134,13 +133,14 @@ class _OneLineFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(level: int = logging.INFO, extra_secrets: list[str] | None = None) -> None:
+def debugging(ctx: typer.Context) -> bool:
+    """Whether the command runs under ``stackmind --debug``."""
+    return bool(ctx.find_root().params.get("debug"))
+
+
+def setup_logging(level: int = logging.INFO, extra_secrets: list[str] | None = None, debug: bool = False) -> None:
     """Logs on stderr for long-running commands (the bot): one line a record, secrets redacted;
-    ``stackmind --debug`` keeps the tracebacks."""
-    debug = False
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        debug = bool(ctx.find_root().params.get("debug"))
+    with ``debug`` (``stackmind --debug``) the tracebacks are kept."""
     handler = logging.StreamHandler(sys.stderr)
     fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
     handler.setFormatter(logging.Formatter(fmt) if debug else _OneLineFormatter(fmt))
@@ -168,4 +168,4 @@ def _settings_class(title: str) -> type[Any] | None:
 
 
 __all__ = ["JSON_OPTION", "SettingsError", "app", "bench_app", "console", "describe", "fail", "out",
-           "print_error", "print_json", "report_error", "settings", "setup_logging"]
+           "debugging", "print_error", "print_json", "report_error", "settings", "setup_logging"]

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stackmind.interfaces._app import app, console, fail, setup_logging
+from stackmind.interfaces._app import app, console, debugging, fail, setup_logging
 from stackmind.interfaces.chat import ChatRef, ChatSettings, ConversationClosed, Conversations
 from stackmind.settings import Settings
 
@@ -156,6 +156,7 @@ async def _answer(conversations: Conversations, ref: ChatRef, text: str, out: An
 
 @app.command()
 def telegram(
+    ctx: typer.Context,
     allow: Annotated[list[int] | None, typer.Option(
         "--allow", help="A Telegram user id to allow (repeatable); adds to STACKMIND_TELEGRAM_ALLOWED_USERS.",
     )] = None,
@@ -179,7 +180,7 @@ def telegram(
                       "their user id). Allow people with --allow ID or STACKMIND_TELEGRAM_ALLOWED_USERS.[/]")
     chat_config = ChatSettings()
     llm, memory = _load(settings, chat_config)
-    setup_logging(logging.INFO, [token])
+    setup_logging(logging.INFO, [token], debug=debugging(ctx))
     console.print(f"stackmind bot starting ({'webhook' if config.webhook_url else 'long polling'}); "
                   f"{len(config.allowed_users)} allowed users. Ctrl-C stops it gracefully.")
     try:

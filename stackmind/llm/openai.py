@@ -171,7 +171,7 @@ def _checked(r: httpx.Response, url: str) -> dict[str, Any]:
         raise LLMError(f"{url} answered without choices ({shown!r}); is it an OpenAI-compatible server?")
     for c in choices:
         message = c.get("message") if isinstance(c, dict) else None
-        if isinstance(message, dict) and isinstance(message.get("content"), str | None):
+        if isinstance(message, dict) and "content" in message and isinstance(message["content"], str | None):
             continue
         if isinstance(c, dict) and "message" not in c and isinstance(c.get("text"), str):
             continue
