@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ChatAction, MessageLimit
@@ -75,7 +75,8 @@ class BotStartError(StackmindError, RuntimeError):
 class TelegramSettings(BaseSettings):
     """The bot's own settings (env ``STACKMIND_TELEGRAM_*``); the token is `Settings.telegram_bot_token`."""
 
-    model_config = SettingsConfigDict(env_prefix="STACKMIND_TELEGRAM_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STACKMIND_TELEGRAM_", env_file=".env", extra="ignore",
+                                      allow_inf_nan=False)
 
     # Telegram user ids allowed to talk to the bot, e.g. "12345,67890". Empty: nobody.
     allowed_users: Annotated[list[int], NoDecode] = []
@@ -83,15 +84,15 @@ class TelegramSettings(BaseSettings):
     base_file_url: str = "https://api.telegram.org/file/bot"
     webhook_url: str | None = None  # public https URL Telegram posts to; unset: long polling
     webhook_listen: str = "127.0.0.1"
-    webhook_port: int = 8443
+    webhook_port: int = Field(8443, ge=1, le=65535)
     webhook_path: str = "telegram"
     webhook_secret: str | None = None
-    poll_timeout_s: float = 10.0
-    chat_interval_s: float = 1.0  # at most one send or edit per chat per interval (Telegram: ~1/s)
-    global_per_s: float = 25.0  # all chats together (Telegram: ~30/s)
-    typing_every_s: float = 4.5  # Telegram shows "typing…" for 5 s
-    shutdown_grace_s: float = 30.0
-    refuse_every_s: float = 60.0  # tell a stranger at most this often that the bot is private
+    poll_timeout_s: float = Field(10.0, gt=0, le=600)
+    chat_interval_s: float = Field(1.0, ge=0, le=600)  # at most one send or edit per chat per interval (~1/s)
+    global_per_s: float = Field(25.0, gt=0, le=1000)  # all chats together (Telegram: ~30/s)
+    typing_every_s: float = Field(4.5, gt=0, le=600)  # Telegram shows "typing…" for 5 s
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    refuse_every_s: float = Field(60.0, ge=0, le=86_400)  # tell a stranger at most this often that the bot is private
 
     @field_validator("allowed_users", mode="before")
     @classmethod
