@@ -70,6 +70,8 @@ def render_html(tree: dict[str, Any] | SearchTree | nx.DiGraph, title: str | Non
             if a["parent"] not in under:
                 raise ValueError(f"node {n!r} names a parent {a['parent']!r} that is not in the tree")
             under[a["parent"]].append(n)
+    if not roots:
+        raise ValueError("the tree has no root: every node names a parent (a search's root has parent null)")
     level, depth = list(roots), 0
     while level:  # nodes are drawn nested, one level per parent: bound the nesting first
         depth += 1

@@ -1,9 +1,11 @@
 """The reliability suite's helpers, and the tally it ends with.
 
-Every test here is marked ``@pytest.mark.fault("class")``: the class of fault or bad input it tries.
-A test counts one case, or as many as it declares with the ``cases`` fixture (``cases.tried("...")``
-before each one; a property-based test counts its examples). At the end of the session the table of
-cases tried and held (no traceback, bounded, nothing lost) per class is printed, and written to
+Every test here is marked ``@pytest.mark.fault("class")``, the class of fault or bad input it tries
+(each of these failed on the code at a9429b1), or ``@pytest.mark.control("class")`` for a case that
+already held then and is kept so that it stays so. A test counts one case, or as many as it declares
+with the ``cases`` fixture (``cases.tried("...")`` before each one; a property-based test counts its
+examples). At the end of the session the table of cases tried and held (no traceback, bounded,
+nothing lost) per class is printed, controls apart, and written as JSON to
 ``$STACKMIND_RELIABILITY_TABLE`` when that is set. A failing test holds all its cases but the last
 one it tried.
 
@@ -32,10 +34,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
 _TALLY: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # class -> [tried, held]
+_CONTROLS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fault(name): the class of fault or bad input a reliability test tries")
+    config.addinivalue_line("markers", "control(name): a case of that class that held at a9429b1 already")
 
 
 @dataclass
@@ -57,7 +61,7 @@ def cases(request: pytest.FixtureRequest) -> Cases:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    marker = item.get_closest_marker("fault")
+    marker = item.get_closest_marker("fault") or item.get_closest_marker("control")
     if marker is None or report.when != "call" and not (report.when == "setup" and report.failed):
         return
     declared = getattr(item, "_fault_cases", None)
@@ -65,29 +69,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     held = tried if report.passed else tried - 1
     if report.skipped:
         return
-    row = _TALLY[marker.args[0]]
+    row = (_TALLY if marker.name == "fault" else _CONTROLS)[marker.args[0]]
     row[0] += tried
     row[1] += held
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _TALLY:
+    if not _TALLY and not _CONTROLS:
         return
-    width = max(len(k) for k in _TALLY) + 2
-    lines = [f"{'class':<{width}}{'tried':>7}{'held':>7}"]
-    for name in sorted(_TALLY):
-        tried, held = _TALLY[name]
-        lines.append(f"{name:<{width}}{tried:>7}{held:>7}")
-    total_tried = sum(t for t, _ in _TALLY.values())
-    total_held = sum(h for _, h in _TALLY.values())
-    lines.append(f"{'all':<{width}}{total_tried:>7}{total_held:>7}")
     terminalreporter.write_sep("=", "faults and bad input: cases tried / held")
-    for line in lines:
-        terminalreporter.write_line(line)
+    for title, table in (("class", _TALLY), ("controls (held at a9429b1 too)", _CONTROLS)):
+        if not table:
+            continue
+        width = max(len(title), *(len(k) for k in table)) + 2
+        terminalreporter.write_line(f"{title:<{width}}{'tried':>7}{'held':>7}")
+        for name in sorted(table):
+            tried, held = table[name]
+            terminalreporter.write_line(f"{name:<{width}}{tried:>7}{held:>7}")
+        terminalreporter.write_line(f"{'all':<{width}}{sum(t for t, _ in table.values()):>7}"
+                                    f"{sum(h for _, h in table.values()):>7}")
     target = os.environ.get("STACKMIND_RELIABILITY_TABLE")
     if target:
-        Path(target).write_text(json.dumps({k: {"tried": t, "held": h} for k, (t, h) in sorted(_TALLY.items())},
-                                           indent=2) + "\n")
+        data = {kind: {k: {"tried": t, "held": h} for k, (t, h) in sorted(table.items())}
+                for kind, table in (("faults", _TALLY), ("controls", _CONTROLS))}
+        Path(target).write_text(json.dumps(data, indent=2) + "\n")
 
 
 # ---- running the command line as a person does --------------------------------------------------

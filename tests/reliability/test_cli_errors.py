@@ -48,9 +48,3 @@ def test_every_exception_is_one_line(name: str, monkeypatch: pytest.MonkeyPatch)
     res = runner.invoke(app, ["--debug", "status"])
     assert res.exit_code == 1 and "Traceback (most recent call last)" in res.stderr
     assert res.stderr.strip().splitlines()[-1].startswith("error: ")
-
-
-@pytest.mark.fault("CLI error path")
-def test_usage_errors_keep_clicks_exit_code() -> None:
-    res = runner.invoke(app, ["run"])
-    assert res.exit_code == 2 and "Traceback" not in res.output

@@ -101,7 +101,7 @@ def test_trace_reader_on_trace_shaped_text(cases: Cases, text: str) -> None:
     _check_trace(text)
 
 
-@pytest.mark.fault("fuzz: trace reader")
+@pytest.mark.control("fuzz: trace reader")  # random text rarely reads as a trace: it held at a9429b1 too
 @FUZZ
 @given(st.text(max_size=300) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
 def test_trace_reader_on_any_text(cases: Cases, text: str) -> None:

@@ -41,7 +41,7 @@ def test_run_goes_on_without_memory(how: str, home: Path, work: Path) -> None:
     assert len(list((home / "episodes").glob("*.trace.yaml"))) == 1
 
 
-@pytest.mark.fault("corrupt memory store")
+@pytest.mark.control("corrupt memory store")  # chat (and so the bot) already did at a9429b1
 def test_chat_goes_on_without_memory(home: Path, work: Path) -> None:
     _corrupt(home, "random-bytes")
     with ScriptedOpenAI(["Hello there."]) as server:
@@ -51,7 +51,7 @@ def test_chat_goes_on_without_memory(home: Path, work: Path) -> None:
     assert "long-term memory is unavailable" in ran.stderr and "Hello there." in ran.stdout
 
 
-@pytest.mark.fault("corrupt memory store")
+@pytest.mark.control("corrupt memory store")
 def test_the_bot_goes_on_without_memory(home: Path, work: Path, cases: Cases) -> None:
     _corrupt(home, "random-bytes")
     token = "123456:TEST-token-abcdef"

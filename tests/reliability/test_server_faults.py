@@ -56,8 +56,7 @@ def test_the_backend_fails_in_bounded_time_with_progress(name: str, caplog: pyte
 
 
 @pytest.mark.fault("LLM server fault")
-@pytest.mark.parametrize("name", ["never-answers", "answers-500", "answers-html-with-200",
-                                  "answers-json-without-choices"])
+@pytest.mark.parametrize("name", ["never-answers", "answers-500", "answers-html-with-200", "answers-truncated-json"])
 def test_stackmind_run_against_a_faulty_server_is_one_line(name: str, home: Path, work: Path) -> None:
     with ScriptedOpenAI(**FAULTS[name]) as server:
         env = env_for(home, STACKMIND_BACKEND="openai", STACKMIND_OPENAI_BASE_URL=server.url,

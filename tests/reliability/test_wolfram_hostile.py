@@ -64,7 +64,7 @@ def test_the_host_never_imports_sympy_to_answer(tmp_path: Path) -> None:
     assert str(ROOT) in env["PYTHONPATH"]
 
 
-@pytest.mark.fault("hostile @wolfram input")
+@pytest.mark.control("hostile @wolfram input")  # refused at a9429b1 too, by the host's parser
 @pytest.mark.parametrize("query", ['__import__("os").system("id")', "x.__class__.__bases__", "lambda: 1",
                                    "((((((((((" * 24 + "x" + "))))))))))" * 24, "9" * 499])
 def test_code_and_nesting_are_not_mathematics(query: str, tmp_path: Path) -> None:
