@@ -26,7 +26,7 @@ from stackmind.trace import Episode, TraceError
 
 MAX_WEIGHT = 100  # the bound the trace format documents for meta.weight
 
-FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                           HealthCheck.too_slow])
 
 # ---- traces ----------------------------------------------------------------------------------------
