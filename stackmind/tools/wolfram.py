@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stackmind.sandbox import Limits, Sandbox
+from stackmind.sandbox import Limits, Sandbox, SandboxError
 from stackmind.tools import Invocation, ToolContext, ToolError, ToolResult
 
 MAX_QUERY = 500
@@ -75,7 +75,10 @@ class WolframTool:
         if not isinstance(sandbox, Sandbox):
             sandbox = Sandbox(ctx.settings, self.limits)
             ctx.state["sandbox"] = sandbox
-        return sympy_result(query, sandbox, self.limits)
+        try:
+            return sympy_result(query, sandbox, self.limits)
+        except SandboxError as e:  # the VM itself could not start: no mathematics without it
+            raise ToolError(f"sympy runs in the sandbox, which could not start: {e}") from e
 
     async def aquery(self, query: str, app_id: str) -> str:
         """Wolfram|Alpha's answer as plain text: the primary (or 'Result') pods, else every pod."""
