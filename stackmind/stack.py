@@ -33,6 +33,10 @@ class StackError(StackmindError):
     """A stack operation that cannot be done (empty stack, unknown frame)."""
 
 
+class StackStoreError(StackError):
+    """The stack database cannot be read or written (corrupt, truncated, locked, unwritable)."""
+
+
 @dataclass(frozen=True)
 class Frame:
     kind: str
@@ -90,16 +94,38 @@ class SQLiteStackStore:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        with self._errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.executescript(_SCHEMA)
+            except BaseException:
+                self._db.close()
+                raise
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """The database's failures as a `StackStoreError` that names the file and what to do."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            text = str(e)
+            if "locked" in text or "busy" in text:
+                hint = "another process holds it: wait for it, or stop it"
+            else:
+                hint = (f"it is damaged or not a database: move it aside (mv {self.path} {self.path}.broken) and "
+                        "the next run starts a fresh one (its stacks are lost; episodes are kept)")
+            raise StackStoreError(f"{self.path}: the stack database cannot be used ({text}); {hint}") from e
+        except OSError as e:
+            raise StackStoreError(f"{self.path}: cannot open the stack database ({e.strerror or e}); "
+                                  "point STACKMIND_HOME at a folder you can write") from e
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._errors():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -108,11 +134,14 @@ class SQLiteStackStore:
                 raise
             self._db.execute("COMMIT")
 
-    @staticmethod
-    def _row(row: Sequence[Any]) -> Frame:
+    def _row(self, row: Sequence[Any]) -> Frame:
         id_, _stack, kind, text, value, prov, tokens, created, updated = row
-        return Frame(kind=kind, text=text, value=value, provenance=json.loads(prov), tokens=tokens,
-                     created=created, updated=updated, id=id_)
+        try:
+            return Frame(kind=kind, text=text, value=value, provenance=json.loads(prov), tokens=tokens,
+                         created=created, updated=updated, id=id_)
+        except (ValueError, TypeError) as e:  # a row edited by hand: a bad kind or provenance
+            raise StackStoreError(f"{self.path}: frame {id_} in the stack database is malformed ({e}); "
+                                  "fix or delete that row, or move the database aside") from e
 
     def push(self, stack: str, frame: Frame) -> Frame:
         now = time.time()
@@ -149,12 +178,12 @@ class SQLiteStackStore:
             return replace(frame, id=frame_id, updated=now)
 
     def frames(self, stack: str) -> list[Frame]:
-        with self._lock:
+        with self._lock, self._errors():
             rows = self._db.execute("SELECT * FROM frames WHERE stack=? ORDER BY id", (stack,)).fetchall()
-        return [self._row(r) for r in rows]
+            return [self._row(r) for r in rows]
 
     def stacks(self) -> dict[str, int]:
-        with self._lock:
+        with self._lock, self._errors():
             rows = self._db.execute("SELECT stack, COUNT(*) FROM frames GROUP BY stack ORDER BY stack")
             return {name: n for name, n in rows.fetchall()}
 

@@ -8,6 +8,8 @@ round-trip losslessly; errors name file:line:column and what to do.
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -146,16 +148,23 @@ _CLoader = getattr(yaml, "CSafeLoader", None)
 def compose_yaml(text: str, path: str, fast: bool = False) -> yaml.Node | None:
     """Compose YAML into nodes (which carry line and column), refusing hostile input quickly.
 
-    ``fast`` composes with libyaml's C loader where PyYAML has it (same nodes and marks; its
+    Before composing, one streaming pass over the parser's events (libyaml's where PyYAML has it:
+    iterative, so no nesting overflows it) refuses anchors and aliases, nesting deeper than
+    `MAX_DEPTH` and more than `MAX_NODES` values, so what a file says cannot make the reader's time
+    or memory unbounded. ``fast`` composes with libyaml's C loader too (same nodes and marks; its
     syntax-error wording differs slightly)."""
     loader = _CLoader if fast and _CLoader is not None else yaml.SafeLoader
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_TRACE_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as e:
+        raise TraceError("not valid Unicode text (a lone surrogate): save the file as UTF-8", path,
+                         text.count("\n", 0, e.start) + 1) from None
+    if size > MAX_TRACE_BYTES:
         raise TraceError(f"file is larger than {MAX_TRACE_BYTES // 2**20} MiB: split it", path)
     if "\x00" in text:
         line = text.count("\n", 0, text.index("\x00")) + 1
         raise TraceError("NUL byte in text: this looks like a binary file", path, line)
-    if ("&" in text or "*" in text) and _has_alias(text, loader):
-        raise TraceError("YAML anchors and aliases (&name / *name) are not allowed: write the text out", path)
+    _scan_events(text, path)
     try:
         return yaml.compose(text, Loader=loader)
     except yaml.MarkedYAMLError as e:
@@ -165,18 +174,40 @@ def compose_yaml(text: str, path: str, fast: bool = False) -> yaml.Node | None:
         hint = ("text containing ': ' or ' #' must be quoted (\"...\") or written as a block (|)"
                 if "mapping values" in problem else "check indentation and quoting")
         raise TraceError(f"YAML syntax: {problem}: {hint}", path, line, col) from e
-    except (yaml.YAMLError, RecursionError) as e:
+    except (yaml.YAMLError, RecursionError, MemoryError) as e:
         raise TraceError(f"YAML could not be read ({type(e).__name__}): simplify the nesting", path) from e
 
 
-def _has_alias(text: str, loader: Any = yaml.SafeLoader) -> bool:
+MAX_DEPTH = 64  # nested mappings and lists
+MAX_NODES = 200_000  # values in one file (a long episode with a search tree has a few thousand)
+
+
+def _scan_events(text: str, path: str) -> None:
+    """Refuse aliases, deep nesting and too many values, streaming; a syntax error is left for
+    `yaml.compose` to report with its location."""
+    depth = nodes = 0
     try:
-        for ev in yaml.parse(text, Loader=loader):
+        for ev in yaml.parse(text, Loader=_CLoader or yaml.SafeLoader):
             if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None):
-                return True
-    except (yaml.YAMLError, RecursionError):
-        return False
-    return False
+                raise TraceError("YAML anchors and aliases (&name / *name) are not allowed: write the text out",
+                                 path)
+            if isinstance(ev, yaml.CollectionStartEvent):
+                depth += 1
+                nodes += 1
+                if depth > MAX_DEPTH:
+                    mark = ev.start_mark
+                    raise TraceError(f"nesting deeper than {MAX_DEPTH} levels: flatten it", path,
+                                     mark.line + 1, mark.column + 1)
+            elif isinstance(ev, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(ev, yaml.ScalarEvent):
+                nodes += 1
+            if nodes > MAX_NODES:
+                mark = ev.start_mark
+                raise TraceError(f"more than {MAX_NODES:,} values in one file: split it", path,
+                                 mark.line + 1, mark.column + 1)
+    except yaml.YAMLError:
+        return
 
 
 def node_error(node: yaml.Node, message: str, path: str) -> TraceError:
@@ -184,9 +215,10 @@ def node_error(node: yaml.Node, message: str, path: str) -> TraceError:
 
 
 def plain(node: yaml.Node, path: str, depth: int = 0) -> Any:
-    """A composed node as plain Python (str, int, float, bool, None, list, dict)."""
-    if depth > 50:
-        raise node_error(node, "nesting deeper than 50 levels: flatten it", path)
+    """A composed node as plain Python (str, int, float, bool, None, list, dict); a date or time
+    becomes its ISO text, and any other kind of value (``!!binary``, a custom tag) is refused."""
+    if depth > MAX_DEPTH:
+        raise node_error(node, f"nesting deeper than {MAX_DEPTH} levels: flatten it", path)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for k, v in node.value:
@@ -200,9 +232,14 @@ def plain(node: yaml.Node, path: str, depth: int = 0) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [plain(v, path, depth + 1) for v in node.value]
     try:
-        return _scalar(node)
-    except (yaml.YAMLError, ValueError) as e:
+        value = _scalar(node)
+    except (yaml.YAMLError, ValueError, OverflowError) as e:
         raise node_error(node, f"bad value: {e}", path) from e
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise node_error(node, f"a value of type {type(value).__name__} is not allowed: write it as text", path)
+    return value
 
 
 def _scalar(node: yaml.Node) -> Any:
@@ -214,9 +251,10 @@ def _scalar(node: yaml.Node) -> Any:
 
 
 def _expect(node: yaml.Node, value: Any, types: tuple[type, ...], what: str, path: str) -> None:
-    if value is not None and not isinstance(value, types) or isinstance(value, bool) and bool not in types:
+    if not isinstance(value, types) or isinstance(value, bool) and bool not in types:
         names = " or ".join(t.__name__ for t in types)
-        raise node_error(node, f"{what} must be {names}, not {type(value).__name__}", path)
+        got = "null" if value is None else type(value).__name__
+        raise node_error(node, f"{what} must be {names}, not {got}", path)
 
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -225,6 +263,44 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "thought": (str,), "action": (str,), "observation": (str, int, float), "view": (str,),
     "value": (int, float),
 }
+_NUMBERS = {"reward", "value"}
+MAX_NUMBER = 1e12  # rewards and values: finite, and no larger than this either way
+MAX_WEIGHT = 100.0  # meta.weight: how many times consolidation repeats the episode
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # an id names the file the trace is saved as
+
+
+def _key(knode: yaml.Node, path: str) -> str:
+    key = plain(knode, path)
+    if not isinstance(key, str):
+        raise node_error(knode, f"key {key!r} must be text", path)
+    return key
+
+
+def _is_null(node: yaml.Node) -> bool:
+    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
+
+
+def _value(key: str, vnode: yaml.Node, path: str) -> Any:
+    """A typed key's value, checked: its type, and finite, bounded numbers."""
+    value = plain(vnode, path)
+    if key in _TYPES:
+        _expect(vnode, value, _TYPES[key], key, path)
+    if key in _NUMBERS or key == "answer" and isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
+            raise node_error(vnode, f"{key} must be a finite number between {-MAX_NUMBER:g} and {MAX_NUMBER:g}, "
+                                    f"not {value!r}", path)
+    return value
+
+
+def _check_meta(vnode: yaml.Node, meta: dict[str, Any], path: str) -> None:
+    """The meta keys stackmind reads back: ``weight`` (consolidation repeats the episode that often)."""
+    if "weight" not in meta:
+        return
+    w = meta["weight"]
+    wnode = next((v for k, v in vnode.value if isinstance(k, yaml.ScalarNode) and k.value == "weight"), vnode)
+    if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) or not 0 <= w <= MAX_WEIGHT:
+        raise node_error(wnode, f"meta.weight must be a number from 0 to {MAX_WEIGHT:g} (how many times "
+                                f"consolidation repeats this episode), not {w!r}", path)
 
 
 def _parse_episode(text: str, path: str, fast: bool = False) -> Episode:
@@ -234,21 +310,29 @@ def _parse_episode(text: str, path: str, fast: bool = False) -> Episode:
     if not isinstance(root, yaml.MappingNode):
         raise node_error(root, "a trace is a mapping of keys (goal:, steps:, ...)", path)
     data: dict[str, Any] = {}
+    seen: set[str] = set()
     for knode, vnode in root.value:
-        key = plain(knode, path)
+        key = _key(knode, path)
         if key not in _EPISODE_KEYS:
             raise node_error(knode, f"unknown key {key!r}; known keys: {', '.join(sorted(_EPISODE_KEYS))}", path)
-        if key in data:
+        if key in seen:
             raise node_error(knode, f"duplicate key {key!r}: keep one", path)
+        seen.add(key)
+        if _is_null(vnode):  # an optional key left empty (or null) counts as absent
+            if key == "goal":
+                raise node_error(vnode, "goal is empty (null): write what the episode was trying to do", path)
+            continue
         if key == "steps":
             if not isinstance(vnode, yaml.SequenceNode):
                 raise node_error(vnode, "steps must be a list of steps (each starting with '- thought:')", path)
             data["steps"] = [_parse_step(s, path) for s in vnode.value]
             continue
-        value = plain(vnode, path)
-        if key in _TYPES:
-            _expect(vnode, value, _TYPES[key], key, path)
-        data[key] = value
+        data[key] = _value(key, vnode, path)
+        if key == "meta":
+            _check_meta(vnode, data[key], path)
+        if key == "id" and not _ID.match(data[key]):
+            raise node_error(vnode, "id must be 1 to 128 letters, digits, '.', '_' or '-' (it names the "
+                                    "trace's file), starting with a letter or digit", path)
     missing = _REQUIRED - data.keys()
     if missing:
         raise node_error(root, f"missing {', '.join(sorted(missing))}: every trace states its goal", path)
@@ -259,9 +343,6 @@ def _parse_episode(text: str, path: str, fast: bool = False) -> Episode:
         raise TraceError(f"kind must be one of {', '.join(TRACE_KINDS)}", path)
     if isinstance(data.get("answer"), int | float):
         data["answer"] = str(data["answer"])
-    for k in ("created",):
-        if k in data and not isinstance(data[k], str):
-            data[k] = str(data[k])
     return Episode(**data)
 
 
@@ -272,12 +353,16 @@ def _parse_step(node: yaml.Node, path: str, depth: int = 0) -> Step:
     if not isinstance(node, yaml.MappingNode):
         raise node_error(node, "a step is a mapping (thought:, action:, observation:, ...)", path)
     data: dict[str, Any] = {}
+    seen: set[str] = set()
     for knode, vnode in node.value:
-        key = plain(knode, path)
+        key = _key(knode, path)
         if key not in _STEP_KEYS:
             raise node_error(knode, f"unknown step key {key!r}; known: {', '.join(sorted(_STEP_KEYS))}", path)
-        if key in data:
+        if key in seen:
             raise node_error(knode, f"duplicate key {key!r} in step: keep one", path)
+        seen.add(key)
+        if _is_null(vnode):  # left empty: absent (a thought then is "")
+            continue
         if key == "substeps":
             if not isinstance(vnode, yaml.SequenceNode):
                 raise node_error(vnode, "substeps must be a list of steps (each starting with '- thought:')", path)
@@ -285,12 +370,10 @@ def _parse_step(node: yaml.Node, path: str, depth: int = 0) -> Step:
                 raise node_error(vnode, f"substeps nested more than {MAX_SUBSTEP_DEPTH} deep: flatten them", path)
             data["substeps"] = [_parse_step(s, path, depth + 1) for s in vnode.value]
             continue
-        value = plain(vnode, path)
-        if key in _TYPES:
-            _expect(vnode, value, _TYPES[key], key, path)
+        value = _value(key, vnode, path)
         if key == "observation" and isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
-        data[key] = "" if key == "thought" and value is None else value
+        data[key] = value
     return Step(**data)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,7 @@ from stackmind.settings import Settings
 from stackmind.stepformat import FormatError, StepFormat
 from stackmind.tools import default_tools
 from stackmind.tools.invocation import find_invocations
-from stackmind.trace import Episode, Step, TraceError, load_episodes
+from stackmind.trace import MAX_WEIGHT, Episode, Step, TraceError, load_episodes
 
 _GOAL = "Current goal: "
 
@@ -309,6 +310,7 @@ def in_heldout(prompt_key: str, fraction: float) -> bool:
 
 def _copies(weight: float, key: str) -> int:
     """Integer part of the weight, plus one more with the fractional part's probability (by hash)."""
+    weight = min(weight, MAX_WEIGHT) if math.isfinite(weight) and weight > 0 else 0.0  # never unbounded
     whole = int(weight)
     frac = weight - whole
     return whole + (1 if frac > 0 and int(key[8:16], 16) / 0x1_0000_0000 < frac else 0)

@@ -9,7 +9,8 @@ promoted) and the candidate:
   a Game of 24 dev slice, ...
 
 The candidate passes when its loss is at most ``(1 + margin)`` times the current one and no score is
-lower by more than ``margin``. Before any of that, `verify_adapter` checks that the saved adapter
+lower by more than ``margin``; with nothing held out to measure (no held-out example, no check) it
+does not pass: a gate that measured nothing cannot say the candidate is not worse. Before any of that, `verify_adapter` checks that the saved adapter
 loads, reproduces the trained model's logits, and changes the base model's output (the notes record
 weight transfers that silently did nothing).
 """
@@ -92,8 +93,14 @@ def decide(current: Scores, candidate: Scores, margin: float) -> tuple[bool, lis
         else:
             reasons.append(f"{name} {cand:.3f} vs {cur:.3f}: ok")
     if not reasons:
-        reasons.append("nothing to compare (no held-out examples, no checks): passed by default")
+        ok = False
+        reasons.append(NOTHING_HELD_OUT)
     return ok, reasons
+
+
+NOTHING_HELD_OUT = ("nothing held out to measure (no held-out examples, no checks): not promoted; hold some "
+                    "examples out (STACKMIND_CONSOLIDATE_HELDOUT_FRACTION, or `split: heldout` in a learning "
+                    "policy) or configure a gate check (STACKMIND_CONSOLIDATE_GAME24_CSV)")
 
 
 # ---- measuring ----------------------------------------------------------------------------------
@@ -172,6 +179,9 @@ def evaluate(
     from stackmind.consolidate.train import load_base, pick_device
 
     say = progress or (lambda _m: None)
+    if not heldout and not checks:  # nothing to measure: refuse before loading two models to learn that
+        say("gate: nothing held out to measure; the candidate is not promoted")
+        return GateResult(Scores(), Scores(), False, [NOTHING_HELD_OUT], config.gate_margin)
     device = pick_device(config.device)
     base, tokenizer = load_base(model_dir, device)
     probe_path = candidate / "probe.json"

@@ -57,7 +57,11 @@ def write_report(run_dir: Path, record: dict[str, Any]) -> Path:
                      else ", not promoted"), ""]
     if record.get("served"):
         lines += [f"- hot-loaded into vLLM as `{record['served']}`", ""]
-    notes = record.get("notes", [])
+    skipped = record.get("skipped", [])
+    if skipped:
+        lines += ["## Files skipped", "", "They did not read; fix them and the next run takes them in.", ""]
+        lines += [f"- {p}" for p in skipped] + [""]
+    notes = [n for n in record.get("notes", []) if n not in skipped]
     if notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
     for title, name in pictures:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,6 @@ from stackmind.consolidate.dataset import (
     atomic_write,
     build_dataset,
     hook_examples,
-    read_jsonl,
     write_jsonl,
 )
 from stackmind.consolidate.gate import GateResult, evaluate
@@ -33,6 +33,7 @@ from stackmind.consolidate.report import write_report
 from stackmind.consolidate.train import TrainResult, train_lora
 from stackmind.errors import StackmindError
 from stackmind.settings import Settings
+from stackmind.trace import MAX_WEIGHT
 
 ProgressFn = Callable[[str], None]
 TRAIN_SHARE = 0.75  # of --max-minutes given to training; the rest is for the gate and the report
@@ -40,6 +41,14 @@ TRAIN_SHARE = 0.75  # of --max-minutes given to training; the rest is for the ga
 
 class NothingToResume(StackmindError, RuntimeError):
     pass
+
+
+class StaleResume(StackmindError, RuntimeError):
+    """The unfinished run was trained on top of an adapter that is no longer the current one."""
+
+
+class ConsolidateStateError(StackmindError, RuntimeError):
+    """A file consolidation keeps between runs (state.json, a run.json) cannot be read."""
 
 
 def consolidate_dir(settings: Settings) -> Path:
@@ -109,6 +118,8 @@ def _run(settings: Settings, config: ConsolidateConfig, hooks: Hooks, root: Path
     run_dir = _unfinished(root) if resume else None
     if resume and run_dir is None:
         say("no unfinished run to resume: starting a new one")
+    if run_dir is not None:
+        _refuse_stale(run_dir, registry)
     if run_dir is None:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
         run_dir = root / "runs" / stamp
@@ -117,7 +128,9 @@ def _run(settings: Settings, config: ConsolidateConfig, hooks: Hooks, root: Path
             n += 1
             run_dir = root / "runs" / f"{stamp}-{n}"
         run_dir.mkdir(parents=True)
-    record = _load(run_dir) or {"run": run_dir.name, "started": _now(), "stage": "started", "notes": []}
+    current = registry.current()
+    record = _load(run_dir) or {"run": run_dir.name, "started": _now(), "stage": "started", "notes": [],
+                                "base": current.name if current else None}
     if resume:
         record["notes"].append(f"resumed at {_now()} from stage {record['stage']}")
     _save(run_dir, record)
@@ -127,7 +140,11 @@ def _run(settings: Settings, config: ConsolidateConfig, hooks: Hooks, root: Path
         dataset = Dataset.load(run_dir / "dataset")
     else:
         dataset, problems, _ = _collect(settings, config, hooks, root)
-        record["notes"] += problems
+        record["notes"] += [p for p in problems if p not in record["notes"]]
+        record["skipped"] = problems
+        for problem in problems:
+            say(f"skipped: {problem}")
+        _save(run_dir, record)  # before the frozen dataset: a kill after it keeps what was skipped
         dataset.save(run_dir / "dataset")
     record["dataset"] = dataset.counts
     if not dataset.train or dataset.counts.get("new", 0) == 0:
@@ -135,7 +152,6 @@ def _run(settings: Settings, config: ConsolidateConfig, hooks: Hooks, root: Path
         record["notes"].append("no new successful trajectories, labels or policy examples since the last run")
         return _finish(run_dir, record, say)
 
-    current = registry.current()
     record["parent"] = current.name if current else None
     from stackmind.llm.embedded import ensure_model
 
@@ -245,7 +261,7 @@ def _collect(settings: Settings, config: ConsolidateConfig, hooks: Hooks,
             extra = list(hook_examples(hooks.examples(settings, since), config))
         except Exception as e:  # the labeller's failure should not cost the night's other data
             problems.append(f"hindsight examples skipped: {type(e).__name__}: {e}")
-    replay_pool = [Example.from_dict(d) for d in read_jsonl(root / "replay.jsonl")]
+    replay_pool = _replay_pool(root / "replay.jsonl", problems)
     dataset, p = build_dataset(settings, config, trained_keys=set(state.get("trained_keys", [])),
                                replay_pool=replay_pool, extra=extra)
     return dataset, problems + p, state
@@ -253,7 +269,80 @@ def _collect(settings: Settings, config: ConsolidateConfig, hooks: Hooks,
 
 def _state(root: Path) -> dict[str, Any]:
     path = root / "state.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    data = _read_json(path) if path.is_file() else {}
+    return data
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ConsolidateStateError(f"{path}:{e.lineno}:{e.colno}: not valid JSON ({e.msg}); restore it, or move "
+                                    "it aside (consolidation then starts over from what it finds)") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConsolidateStateError(f"{path}: cannot be read ({e}); move it aside") from e
+    if not isinstance(data, dict):
+        raise ConsolidateStateError(f"{path}:1: must be a JSON object; restore it, or move it aside")
+    return data
+
+
+def _refuse_stale(run_dir: Path, registry: AdapterRegistry) -> None:
+    """A resumed run must continue on the adapter it started from: if another run (or a person)
+    promoted a different one since, its checkpoint is out of date. It is marked abandoned."""
+    why = _stale(run_dir, registry)
+    if why is None:
+        return
+    record = _load(run_dir) or {}
+    record.update(stage="done", outcome=f"abandoned: {why}", finished=_now())
+    _save(run_dir, record)
+    raise StaleResume(f"cannot resume run {run_dir.name}: {why}, so its checkpoint would train and promote an "
+                      "out-of-date adapter. It is marked abandoned (nothing was promoted); start a fresh run "
+                      "with `stackmind consolidate`")
+
+
+def _stale(run_dir: Path, registry: AdapterRegistry) -> str | None:
+    record = _load(run_dir) or {}
+    if "base" in record:
+        base = record["base"]
+    elif "parent" in record:  # runs recorded before "base": the adapter training started from
+        base = record["parent"]
+    else:
+        return None  # killed before anything was built on the current adapter
+    current = registry.current()
+    now = current.name if current else None
+    if base == now:
+        return None
+    return (f"it started on {base or 'the base model'}, but {now or 'the base model'} is current now")
+
+
+def stale_run(settings: Settings, run_dir: Path) -> str | None:
+    """Why an unfinished run cannot be resumed any more (None: it can)."""
+    return _stale(run_dir, AdapterRegistry.of(settings))
+
+
+def _replay_pool(path: Path, problems: list[str]) -> list[Example]:
+    """The examples trained in earlier runs; a line that does not read is skipped and reported."""
+    if not path.is_file():
+        return []
+    pool = []
+    for i, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            ex = Example.from_dict(row)
+            if not ex.messages or not all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                          and m.get("role") in ("system", "user", "assistant") for m in ex.messages):
+                raise ValueError("messages must be a list of {role, content}")
+            if not any(m["role"] == "assistant" for m in ex.messages):
+                raise ValueError("no assistant turn to train on")
+            if not math.isfinite(ex.weight) or not 0 <= ex.weight <= MAX_WEIGHT:
+                raise ValueError(f"weight must be from 0 to {MAX_WEIGHT:g}")
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+            problems.append(f"{path}:{i}: {type(e).__name__}: {e}; line skipped")
+            continue
+        pool.append(ex)
+    return pool
 
 
 def _remember_trained(root: Path, dataset: Dataset) -> None:
@@ -261,7 +350,7 @@ def _remember_trained(root: Path, dataset: Dataset) -> None:
     state = _state(root)
     keys = set(state.get("trained_keys", []))
     fresh = [e for e in dataset.train if e.source != "replay" and e.key not in keys]
-    pool = read_jsonl(root / "replay.jsonl")
+    pool = [e.to_dict() for e in _replay_pool(root / "replay.jsonl", [])]
     write_jsonl(root / "replay.jsonl", pool + [e.to_dict() for e in fresh])
     state["trained_keys"] = sorted(keys | {e.key for e in fresh})
     state["last_success"] = _now()
@@ -271,7 +360,10 @@ def _remember_trained(root: Path, dataset: Dataset) -> None:
 def _unfinished(root: Path) -> Path | None:
     runs = sorted((root / "runs").glob("*")) if (root / "runs").is_dir() else []
     for run_dir in reversed(runs):
-        rec = _load(run_dir)
+        try:
+            rec = _load(run_dir)
+        except ConsolidateStateError:
+            continue  # a run.json that does not read cannot be resumed
         if rec is not None and rec.get("stage") != "done":
             return run_dir
     return None
@@ -283,7 +375,7 @@ def unfinished_run(settings: Settings) -> Path | None:
 
 def _load(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / "run.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return _read_json(path) if path.is_file() else None
 
 
 def _save(run_dir: Path, record: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ one, on the GPU when there is one, writes TensorBoard logs and checkpoints into 
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -143,7 +144,7 @@ def train_lora(
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=HFDataset.from_list(rows),
                          processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=[_Progress(progress, deadline)])
+                         callbacks=[_progress_class()(progress, deadline)])
     from transformers import PrinterCallback
 
     check_targets(trainer.model)
@@ -226,29 +227,32 @@ def _last_checkpoint(trainer_dir: Path) -> Path | None:
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
-def _callback_base() -> type:
+@functools.cache
+def _progress_class() -> type:
+    """The training callback, made on first use: transformers (seconds to import) loads only when
+    training starts, not with every `stackmind adapters ...` command."""
     from transformers import TrainerCallback
 
-    return TrainerCallback
+    class _Progress(TrainerCallback):  # type: ignore[misc]
+        """One progress line per logged step; stops (and saves) at the deadline."""
 
+        def __init__(self, progress: ProgressFn | None, deadline: float | None) -> None:
+            self.progress = progress
+            self.deadline = deadline
+            self.t0 = time.perf_counter()
 
-class _Progress(_callback_base()):  # type: ignore[misc]
-    """One progress line per logged step; stops (and saves) at the deadline."""
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+                   **kw: Any) -> None:
+            if self.progress and logs and "loss" in logs:
+                rate = state.global_step / max(time.perf_counter() - self.t0, 1e-9)
+                self.progress(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
+                              f"({rate * 60:.1f} steps/min)")
 
-    def __init__(self, progress: ProgressFn | None, deadline: float | None) -> None:
-        self.progress = progress
-        self.deadline = deadline
-        self.t0 = time.perf_counter()
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                control.should_training_stop = True
+                control.should_save = True
+                if self.progress:
+                    self.progress(f"time budget reached at step {state.global_step}: stopping and saving")
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-        if self.progress and logs and "loss" in logs:
-            rate = state.global_step / max(time.perf_counter() - self.t0, 1e-9)
-            self.progress(f"step {state.global_step}/{state.max_steps}  loss {logs['loss']:.4f}  "
-                          f"({rate * 60:.1f} steps/min)")
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            control.should_training_stop = True
-            control.should_save = True
-            if self.progress:
-                self.progress(f"time budget reached at step {state.global_step}: stopping and saving")
+    return _Progress

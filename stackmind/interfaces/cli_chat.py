@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from stackmind.interfaces._app import app, console, fail
+from stackmind.interfaces._app import app, console, debugging, fail, setup_logging
 from stackmind.interfaces.chat import ChatRef, ChatSettings, ConversationClosed, Conversations
 from stackmind.settings import Settings
 
@@ -53,7 +53,7 @@ def chat(
     memory: bool | None = typer.Option(None, "--memory/--no-memory", help="Use long-term memory."),
 ) -> None:
     """Chat with stackmind in this terminal (the same conversation loop as the Telegram bot)."""
-    settings = Settings().ensure_dirs()
+    settings = Settings().check_home().ensure_dirs()
     config = ChatSettings()
     if max_tokens is not None:
         config.max_reply_tokens = max_tokens
@@ -156,6 +156,7 @@ async def _answer(conversations: Conversations, ref: ChatRef, text: str, out: An
 
 @app.command()
 def telegram(
+    ctx: typer.Context,
     allow: Annotated[list[int] | None, typer.Option(
         "--allow", help="A Telegram user id to allow (repeatable); adds to STACKMIND_TELEGRAM_ALLOWED_USERS.",
     )] = None,
@@ -165,7 +166,7 @@ def telegram(
     """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN or .env) until Ctrl-C or SIGTERM."""
     from stackmind.interfaces.telegram import TelegramSettings, run
 
-    settings = Settings().ensure_dirs()
+    settings = Settings().check_home().ensure_dirs()
     if settings.telegram_bot_token is None or not settings.telegram_bot_token.get_secret_value().strip():
         raise fail("no bot token: create a bot with @BotFather, then set TELEGRAM_BOT_TOKEN "
                    "in the environment or in .env")
@@ -179,7 +180,7 @@ def telegram(
                       "their user id). Allow people with --allow ID or STACKMIND_TELEGRAM_ALLOWED_USERS.[/]")
     chat_config = ChatSettings()
     llm, memory = _load(settings, chat_config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.INFO, [token], debug=debugging(ctx))
     console.print(f"stackmind bot starting ({'webhook' if config.webhook_url else 'long polling'}); "
                   f"{len(config.allowed_users)} allowed users. Ctrl-C stops it gracefully.")
     try:

@@ -72,8 +72,12 @@ def consolidate(
     except ValidationError as e:
         raise fail("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
     if not resume and not dry_run and (left := unfinished_run(s)) is not None:
-        console.print(f"note: run {left.name} did not finish; `stackmind consolidate --resume` continues it. "
-                      "Starting a new run.")
+        from stackmind.consolidate.run import stale_run
+
+        why = stale_run(s, left)
+        console.print(f"note: run {left.name} did not finish; " + (
+            f"it cannot be resumed ({why}). " if why else "`stackmind consolidate --resume` continues it. ")
+            + "Starting a new run.", markup=False, highlight=False, soft_wrap=True)
     try:
         record = run_consolidation(s, config, dry_run=dry_run, max_minutes=max_minutes, resume=resume,
                                    progress=lambda m: console.print(f"[dim]consolidate:[/] {m}", markup=True,
@@ -122,6 +126,7 @@ def adapters_list(json: bool = JSON_OPTION) -> None:
     registry = AdapterRegistry.of(settings())
     current = registry.current()
     versions = registry.versions()
+    _warn(registry.problems)
     if json:
         print_json({"current": current.name if current else None,
                     "versions": [{"name": v.name, "path": str(v.path), **v.meta} for v in versions]})
@@ -144,6 +149,11 @@ def adapters_list(json: bool = JSON_OPTION) -> None:
     out.print(f"current: {current.name if current else 'base model (no adapter promoted)'}")
 
 
+def _warn(problems: list[str]) -> None:
+    for p in problems:
+        console.print(f"warning: {p}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _f(x: float | None) -> str:
     return "—" if x is None else f"{x:.3f}"
 
@@ -155,13 +165,16 @@ def adapters_promote(version: str = typer.Argument(..., help="The version to ser
     from stackmind.consolidate.lock import exclusive
 
     s = settings()
+    registry = AdapterRegistry.of(s)
     try:
         with exclusive(consolidate_dir(s) / "lock", what="adapter promotion"):
-            v = AdapterRegistry.of(s).promote(version, reason="manual")
+            v = registry.promote(version, reason="manual")
     except ConsolidationLocked as e:
         raise fail(str(e), code=EX_TEMPFAIL) from e
     except RegistryError as e:
         raise fail(str(e)) from e
+    finally:
+        _warn(registry.problems)
     out.print(f"promoted {v.name}")
     _hot_load_if_served(s, v)
 
@@ -173,13 +186,16 @@ def adapters_rollback() -> None:
     from stackmind.consolidate.lock import exclusive
 
     s = settings()
+    registry = AdapterRegistry.of(s)
     try:
         with exclusive(consolidate_dir(s) / "lock", what="adapter rollback"):
-            v = AdapterRegistry.of(s).rollback()
+            v = registry.rollback()
     except ConsolidationLocked as e:
         raise fail(str(e), code=EX_TEMPFAIL) from e
     except RegistryError as e:
         raise fail(str(e)) from e
+    finally:
+        _warn(registry.problems)
     out.print(f"rolled back to {v.name if v else 'the base model'}")
     if v is not None:
         _hot_load_if_served(s, v)

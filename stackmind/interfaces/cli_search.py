@@ -6,6 +6,7 @@ import json as jsonlib
 import time
 from pathlib import Path
 
+import networkx as nx
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -72,12 +73,13 @@ def tree_show(
                    "run with search, e.g. stackmind bench game24, to get one")
     try:
         page = render_html(ep.tree, title=f"{ep.goal}  ({ep.id})")
-    except (ValueError, KeyError, TypeError) as e:
-        raise fail(f"{path}: the tree cannot be drawn ({e}); the trace's 'tree' must be node-link data") from e
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, nx.NetworkXException) as e:
+        raise fail(f"{path}: the tree cannot be drawn ({type(e).__name__}: {e}); the trace's 'tree' must be "
+                   "node-link data, as a search writes it") from e
     target = output or path.with_name(path.name.removesuffix(".trace.yaml") + ".tree.html")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
-    nodes = len(ep.tree.get("nodes", []))
+    nodes = len(ep.tree.get("nodes", []) or [])
     if json:
         print_json({"html": str(target), "nodes": nodes, "episode": str(path)})
         return

@@ -24,11 +24,11 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from aiolimiter import AsyncLimiter
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ChatAction, MessageLimit
-from telegram.error import BadRequest, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     AIORateLimiter,
     Application,
@@ -40,6 +40,8 @@ from telegram.ext import (
     filters,
 )
 
+from stackmind.errors import StackmindError
+from stackmind.interfaces import _redact
 from stackmind.interfaces.chat import ChatRef, ConversationClosed, Conversations, Reply, split_message
 
 log = logging.getLogger("stackmind.telegram")
@@ -68,10 +70,15 @@ Write to me and I answer. Under each answer, 👍 or 👎 tells me whether it he
 SORRY = "Sorry, something went wrong on my side while answering. Please try again in a moment."
 
 
+class BotStartError(StackmindError, RuntimeError):
+    """The bot cannot start: the token is refused, or the Bot API cannot be reached."""
+
+
 class TelegramSettings(BaseSettings):
     """The bot's own settings (env ``STACKMIND_TELEGRAM_*``); the token is `Settings.telegram_bot_token`."""
 
-    model_config = SettingsConfigDict(env_prefix="STACKMIND_TELEGRAM_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="STACKMIND_TELEGRAM_", env_file=".env", extra="ignore",
+                                      allow_inf_nan=False)
 
     # Telegram user ids allowed to talk to the bot, e.g. "12345,67890". Empty: nobody.
     allowed_users: Annotated[list[int], NoDecode] = []
@@ -79,15 +86,15 @@ class TelegramSettings(BaseSettings):
     base_file_url: str = "https://api.telegram.org/file/bot"
     webhook_url: str | None = None  # public https URL Telegram posts to; unset: long polling
     webhook_listen: str = "127.0.0.1"
-    webhook_port: int = 8443
+    webhook_port: int = Field(8443, ge=1, le=65535)
     webhook_path: str = "telegram"
     webhook_secret: str | None = None
-    poll_timeout_s: float = 10.0
-    chat_interval_s: float = 1.0  # at most one send or edit per chat per interval (Telegram: ~1/s)
-    global_per_s: float = 25.0  # all chats together (Telegram: ~30/s)
-    typing_every_s: float = 4.5  # Telegram shows "typing…" for 5 s
-    shutdown_grace_s: float = 30.0
-    refuse_every_s: float = 60.0  # tell a stranger at most this often that the bot is private
+    poll_timeout_s: float = Field(10.0, gt=0, le=600)
+    chat_interval_s: float = Field(1.0, ge=0, le=600)  # at most one send or edit per chat per interval (~1/s)
+    global_per_s: float = Field(25.0, gt=0, le=1000)  # all chats together (Telegram: ~30/s)
+    typing_every_s: float = Field(4.5, gt=0, le=600)  # Telegram shows "typing…" for 5 s
+    shutdown_grace_s: float = Field(30.0, ge=0, le=3600)
+    refuse_every_s: float = Field(60.0, ge=0, le=86_400)  # tell a stranger at most this often that the bot is private
 
     @field_validator("allowed_users", mode="before")
     @classmethod
@@ -464,33 +471,23 @@ def build_application(token: str, bot: StackmindBot, config: TelegramSettings) -
 
 # ---- running it ----------------------------------------------------------------------------------
 
-class RedactToken(logging.Filter):
+class RedactToken(_redact.RedactFilter):
     """Replaces the bot token wherever it appears in a log record (httpx logs request URLs)."""
 
     def __init__(self, token: str) -> None:
-        super().__init__()
+        super().__init__(_redact.secrets([token]) if token else [])
         self.token = token
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self.token:
-            return True
-        msg = record.getMessage()
-        if self.token in msg:
-            record.msg, record.args = msg.replace(self.token, "<token>"), None
-        if record.exc_info and record.exc_info[1] is not None and self.token in str(record.exc_info[1]):
-            record.msg = record.getMessage() + f" ({type(record.exc_info[1]).__name__}: " + \
-                str(record.exc_info[1]).replace(self.token, "<token>") + ")"
-            record.args, record.exc_info, record.exc_text = None, None, None
-        return True
 
 
 def protect_token(token: str) -> RedactToken:
-    """Keep the token out of logs: quiet httpx's per-request lines, redact it on every root handler."""
+    """Keep the token out of logs: quiet httpx's per-request lines, redact it on every root handler
+    (and logging's last-resort one) and on the loggers that see it."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
     redact = RedactToken(token)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(redact)
+    for handler in [*logging.getLogger().handlers, logging.lastResort]:
+        if handler is not None:
+            handler.addFilter(redact)
     for name in ("telegram", "stackmind", "httpx"):
         logging.getLogger(name).addFilter(redact)
     return redact
@@ -538,7 +535,9 @@ async def serve(
 
 
 def run(token: str, conversations: Conversations, config: TelegramSettings) -> None:
-    """Blocking entry point for `stackmind telegram`: runs until SIGINT or SIGTERM."""
+    """Blocking entry point for `stackmind telegram`: runs until SIGINT or SIGTERM.
+
+    A refused token or an unreachable Bot API is a `BotStartError` (one line, no token in it)."""
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -550,4 +549,11 @@ def run(token: str, conversations: Conversations, config: TelegramSettings) -> N
                 pass
         await serve(token, conversations, config, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except InvalidToken as e:
+        raise BotStartError(f"the Telegram Bot API at {config.base_url} refused the bot token: check "
+                            "TELEGRAM_BOT_TOKEN (in the environment or .env) against the one @BotFather gave") from e
+    except NetworkError as e:  # TimedOut too
+        raise BotStartError(f"cannot reach the Telegram Bot API at {config.base_url} ({_redact.redact(str(e), _redact.secrets([token]))}): "
+                            "check the network, or STACKMIND_TELEGRAM_BASE_URL") from e

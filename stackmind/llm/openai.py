@@ -7,6 +7,12 @@ server enforces it. With ``on_text`` a one-sample request streams (server-sent e
 timeouts, 429 and 5xx are retried with exponential backoff; a server that stays down gives an
 `LLMError` that says where and what to check. A LoRA adapter is selected by name through the
 ``model`` field, as vLLM serves adapters.
+
+Every wait is bounded: a connection within ``connect_timeout_s``, the answer's first byte within
+``timeout_s``, and each request, all its tries and back-offs together, within ``deadline_s``; each
+retry is logged (``stackmind.llm`` at WARNING, which a terminal shows) with what failed and the time
+left. An answer that is not the OpenAI shape (not JSON, no ``choices``, a choice without text) is an
+`LLMError` at once: retrying a misconfigured endpoint would not change it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import random
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -25,6 +33,7 @@ from stackmind.stack import approx_tokens
 
 T = TypeVar("T")
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+log = logging.getLogger("stackmind.llm")
 
 
 class OpenAIBackend:
@@ -35,9 +44,11 @@ class OpenAIBackend:
         *,
         api_key: str | None = None,
         concurrency: int = 8,
-        timeout_s: float = 120.0,
+        timeout_s: float = 60.0,
         retries: int = 4,
         backoff_s: float = 0.5,
+        connect_timeout_s: float = 10.0,
+        deadline_s: float = 120.0,
     ) -> None:
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
@@ -48,6 +59,8 @@ class OpenAIBackend:
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.connect_timeout_s = connect_timeout_s
+        self.deadline_s = deadline_s
 
     def count_tokens(self, text: str) -> int:
         return approx_tokens(text)
@@ -57,7 +70,8 @@ class OpenAIBackend:
 
     async def agenerate(self, request: Request) -> list[Completion]:
         limits = httpx.Limits(max_connections=self.concurrency)
-        async with httpx.AsyncClient(headers=self._headers, timeout=self.timeout_s, limits=limits) as client:
+        timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s, pool=self.deadline_s)
+        async with httpx.AsyncClient(headers=self._headers, timeout=timeout, limits=limits) as client:
             sem = asyncio.Semaphore(self.concurrency)
             return list(await asyncio.gather(*(self._one(client, sem, p, request) for p in request.prompts)))
 
@@ -143,23 +157,74 @@ class OpenAIBackend:
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.base_url + path
         last = ""
+        start = time.monotonic()
+        deadline = start + self.deadline_s
+        tries = 0
         for attempt in range(self.retries + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            tries += 1
             try:
-                r = await client.post(url, json=body)
+                async with asyncio.timeout(left):
+                    r = await client.post(url, json=body)
                 if r.status_code < 400:
-                    return r.json()
+                    return _checked(r, url)
                 last = f"HTTP {r.status_code}: {r.text[:300]}"
                 if r.status_code not in _RETRY_STATUS:
                     raise LLMError(f"{url} refused the request ({last}); check the model name "
                                    f"{body['model']!r} and the request options")
-            except (httpx.TransportError, ValueError) as e:  # connection refused, reset, timeout, bad JSON
+            except TimeoutError:
+                last = f"no answer within the request's deadline of {self.deadline_s:g} s"
+                break
+            except httpx.TimeoutException as e:
+                last = f"{type(e).__name__}: no {_timeout_what(e, self)}"
+            except httpx.TransportError as e:  # connection refused, reset, a body cut short
                 last = f"{type(e).__name__}: {e}"
             if attempt < self.retries:
-                await asyncio.sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
+                pause = min(self.backoff_s * 2**attempt * (0.5 + random.random()), max(0.0, deadline - time.monotonic()))
+                log.warning("%s: try %d of %d failed (%s); retrying in %.1f s (%.0f s left of the %g s deadline)",
+                            self.base_url, attempt + 1, self.retries + 1, last, pause,
+                            max(0.0, deadline - time.monotonic()), self.deadline_s)
+                await asyncio.sleep(pause)
         raise LLMError(
-            f"the OpenAI-compatible server at {self.base_url} did not answer after {self.retries + 1} tries "
-            f"({last}); is it running, and is STACKMIND_OPENAI_BASE_URL right?"
+            f"the OpenAI-compatible server at {self.base_url} did not answer after {tries} "
+            f"tr{'y' if tries == 1 else 'ies'} in {time.monotonic() - start:.0f} s ({last}); is it running, and is "
+            "STACKMIND_OPENAI_BASE_URL right? (STACKMIND_OPENAI_TIMEOUT_S and STACKMIND_OPENAI_DEADLINE_S bound the wait)"
         )
+
+
+def _timeout_what(e: httpx.TimeoutException, backend: OpenAIBackend) -> str:
+    if isinstance(e, httpx.ConnectTimeout):
+        return f"connection within {backend.connect_timeout_s:g} s"
+    if isinstance(e, httpx.PoolTimeout):
+        return "free connection"
+    return f"answer within {backend.timeout_s:g} s"
+
+
+def _checked(r: httpx.Response, url: str) -> dict[str, Any]:
+    """The body of a 2xx answer, if it has the OpenAI shape; else an LLMError saying what came."""
+    shown = r.text[:200].replace("\n", " ")
+    try:
+        data = r.json()
+    except ValueError:
+        raise LLMError(f"{url} answered {r.status_code} with a body that is not JSON ({shown!r}); is "
+                       "STACKMIND_OPENAI_BASE_URL the server's OpenAI-compatible /v1 address?") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices:
+        raise LLMError(f"{url} answered without choices ({shown!r}); is it an OpenAI-compatible server?")
+    for c in choices:
+        message = c.get("message") if isinstance(c, dict) else None
+        if isinstance(message, dict) and "content" in message and isinstance(message["content"], str | None):
+            continue
+        if isinstance(c, dict) and "message" not in c and isinstance(c.get("text"), str):
+            continue
+        raise LLMError(f"{url} answered a choice without text ({str(c)[:200]!r}); is it an OpenAI-compatible server?")
+    usage = data.get("usage")
+    if usage is not None and not (isinstance(usage, dict) and all(
+            isinstance(usage.get(k, 0), int | None) for k in ("prompt_tokens", "completion_tokens"))):
+        data["usage"] = {}  # token counts are accounting, not the answer: estimate them instead
+    return data
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

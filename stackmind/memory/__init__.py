@@ -15,6 +15,7 @@ from stackmind.memory.store import (
     MemoryServerError,
     MemoryStats,
     MemoryStoreError,
+    MemoryUnreadableError,
     OwnerError,
     Recalled,
     check_owner,
@@ -24,6 +25,6 @@ from stackmind.memory.store import (
 
 __all__ = [
     "DecayPolicy", "EmbedderError", "ForgetCandidate", "ForgetReport", "Memory", "MemoryConfig",
-    "MemoryLockedError", "MemoryServerError", "MemoryStats", "MemoryStoreError", "MiniLMEmbedding",
+    "MemoryLockedError", "MemoryServerError", "MemoryStats", "MemoryStoreError", "MemoryUnreadableError", "MiniLMEmbedding",
     "OwnerError", "RecallRanking", "Recalled", "check_owner", "load_embedder", "memory_id", "read_trace",
 ]

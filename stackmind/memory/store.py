@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 import chromadb
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.errors import NotFoundError
+from chromadb.errors import ChromaError, NotFoundError
 from pydantic import BaseModel, ConfigDict, Field
 
 from stackmind.errors import StackmindError
@@ -67,6 +67,10 @@ class MemoryLockedError(MemoryStoreError):
 
 class MemoryServerError(MemoryStoreError):
     """The chroma server in ``STACKMIND_CHROMA_URL`` could not be reached."""
+
+
+class MemoryUnreadableError(MemoryStoreError):
+    """The store's files cannot be read (a corrupt or truncated chroma folder); callers go on without memory."""
 
 
 class MemoryConfig(BaseModel):
@@ -233,9 +237,22 @@ class Memory:
             self._ef = MiniLMEmbedding(device=settings.device,
                                        batch_size=self.config.embed_batch_size)
             self._collection = self._open_collection()
+        except MemoryStoreError:
+            self._release_lock()
+            raise
+        except Exception as e:  # chroma's own (a corrupt sqlite file, a bad segment), or the files'
+            self._release_lock()
+            raise self._unreadable(e) from e
         except BaseException:
             self._release_lock()
             raise
+
+    def _unreadable(self, e: BaseException) -> MemoryUnreadableError:
+        where = self.settings.chroma_url or str(self.settings.memory_dir / "chroma")
+        fix = ("check the chroma server" if self.settings.chroma_url else
+               f"move the folder aside (mv {where} {where}.broken) to start an empty store")
+        return MemoryUnreadableError(f"the memory store {where} cannot be used ({type(e).__name__}: "
+                                     f"{str(e)[:300]}); {fix} (the trace log {self.trace_path} keeps every memory)")
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -274,12 +291,15 @@ class Memory:
         """A collection call. In server mode another process may have rebuilt the collection
         (`compact`), which changes its id: find it again by name and retry once."""
         try:
-            return getattr(self._collection, method)(**kwargs)
-        except NotFoundError:
-            if self.mode != "server":
-                raise
-            self._collection = self._reattach()
-            return getattr(self._collection, method)(**kwargs)
+            try:
+                return getattr(self._collection, method)(**kwargs)
+            except NotFoundError:
+                if self.mode != "server":
+                    raise
+                self._collection = self._reattach()
+                return getattr(self._collection, method)(**kwargs)
+        except ChromaError as e:  # the store went bad under us (a corrupt segment, a server error)
+            raise self._unreadable(e) from e
 
     def _reattach(self, wait_s: float = 10.0) -> Collection:
         deadline = time.monotonic() + wait_s

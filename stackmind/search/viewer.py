@@ -16,6 +16,7 @@ import networkx as nx
 from stackmind.search.tree import SearchTree
 
 FOLD_ABOVE = 120  # trees with more nodes than this start folded (the chosen path stays open)
+MAX_DEPTH = 200  # a search tree deeper than this is not a search (a hand-edited or broken trace)
 
 _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#1d2330;background:#fafbfc}
@@ -66,7 +67,17 @@ def render_html(tree: dict[str, Any] | SearchTree | nx.DiGraph, title: str | Non
     under: dict[Any, list[Any]] = {n: [] for n in g.nodes}
     for n, a in g.nodes(data=True):
         if a.get("parent") is not None:
+            if a["parent"] not in under:
+                raise ValueError(f"node {n!r} names a parent {a['parent']!r} that is not in the tree")
             under[a["parent"]].append(n)
+    if not roots:
+        raise ValueError("the tree has no root: every node names a parent (a search's root has parent null)")
+    level, depth = list(roots), 0
+    while level:  # nodes are drawn nested, one level per parent: bound the nesting first
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise ValueError(f"the tree is deeper than {MAX_DEPTH} levels: not a search tree stackmind wrote")
+        level = [k for n in level for k in under[n]]
 
     def node_html(n: Any, depth: int) -> str:
         a = g.nodes[n]

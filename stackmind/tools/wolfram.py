@@ -6,18 +6,23 @@
 With ``WOLFRAMALPHA_API_KEY`` set (`Settings.wolframalpha_api_key`), the query goes to the
 `wolframalpha` client's async ``aquery`` and the answer is the primary pods' plain text. Without a
 key, or when the service cannot be reached, sympy answers what it can: arithmetic, simplification,
-equations (``solve ... = ...``), derivatives and integrals. sympy's parser is used with a
-whitelist of names and no attribute access, so a query is never run as Python. The result text
-becomes the agent's observation frame.
+equations (``solve ... = ...``), derivatives and integrals. sympy runs inside the sandbox VM (the
+guest program `_sympy_guest.py`; the CPython-WASI guest ships sympy), never on the host: its parser
+evaluates what it reads, and a query such as ``9^9^9^9`` would run forever. Under the sandbox's
+deadline, fuel and memory limits (`SYMPY_LIMITS`) such a query ends in seconds with an observation
+that names the limit. The result text becomes the agent's observation frame.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
+import json
 import threading
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from stackmind.sandbox import Limits, Sandbox, SandboxError
 from stackmind.tools import Invocation, ToolContext, ToolError, ToolResult
 
 MAX_QUERY = 500
@@ -28,9 +33,10 @@ class WolframTool:
     name = "wolfram"
     description = 'ask Wolfram|Alpha (or sympy for mathematics): @wolfram(query="solve x^2 = 4")'
 
-    def __init__(self, url: str | None = None, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str | None = None, timeout_s: float = 30.0, limits: Limits | None = None) -> None:
         self.url = url  # None: the client's own https://api.wolframalpha.com/v2/query
         self.timeout_s = timeout_s
+        self.limits = limits or SYMPY_LIMITS  # the sympy fallback's, in the sandbox
 
     def __call__(self, invocation: Invocation, ctx: ToolContext) -> ToolResult:
         query = invocation.arg("query")
@@ -45,18 +51,34 @@ class WolframTool:
                 text = _run(self.aquery(query, key.get_secret_value()))
                 return ToolResult(_clip(text), meta={"source": "wolframalpha"})
             except Exception as e:  # the service is down or refused: sympy may still answer
-                fallback = sympy_answer(query)
-                if fallback is not None:
-                    return ToolResult(_clip(fallback), meta={"source": "sympy", "wolfram_error": _safe(e, key)})
+                fallback = self.sympy(query, ctx)
+                if fallback.text is not None:
+                    return ToolResult(_clip(fallback.text), meta={"source": "sympy", "wolfram_error": _safe(e, key)})
+                if fallback.limit is not None:
+                    return ToolResult(_limit_text(fallback.limit), ok=False,
+                                      meta={"source": "sympy", "limit": fallback.limit, "wolfram_error": _safe(e, key)})
                 return ToolResult(f"Wolfram|Alpha could not answer: {_safe(e, key)}", ok=False,
                                   meta={"source": "wolframalpha"})
-        answer = sympy_answer(query)
-        if answer is None:
+        answer = self.sympy(query, ctx)
+        if answer.limit is not None:
+            return ToolResult(_limit_text(answer.limit), ok=False, meta={"source": "sympy", "limit": answer.limit})
+        if answer.text is None:
             return ToolResult(
                 "No Wolfram|Alpha key is set (WOLFRAMALPHA_API_KEY) and sympy could not read this as "
                 "mathematics; write it as an expression, e.g. 'solve x^2 - 4 = 0' or 'diff sin(x)*x'.",
                 ok=False, meta={"source": "sympy"})
-        return ToolResult(_clip(answer), meta={"source": "sympy"})
+        return ToolResult(_clip(answer.text), meta={"source": "sympy"})
+
+    def sympy(self, query: str, ctx: ToolContext) -> MathAnswer:
+        """The sympy fallback, in the episode's sandbox (made once per episode, like @python's)."""
+        sandbox = ctx.state.get("sandbox")
+        if not isinstance(sandbox, Sandbox):
+            sandbox = Sandbox(ctx.settings, self.limits)
+            ctx.state["sandbox"] = sandbox
+        try:
+            return sympy_result(query, sandbox, self.limits)
+        except SandboxError as e:  # the VM itself could not start: no mathematics without it
+            raise ToolError(f"sympy runs in the sandbox, which could not start: {e}") from e
 
     async def aquery(self, query: str, app_id: str) -> str:
         """Wolfram|Alpha's answer as plain text: the primary (or 'Result') pods, else every pod."""
@@ -114,83 +136,51 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_ANSWER else text[: MAX_ANSWER - 3] + "..."
 
 
-# ---- the sympy fallback ---------------------------------------------------------------------------
+# ---- the sympy fallback, in the sandbox ------------------------------------------------------------
 
-_VERBS = re.compile(
-    r"^\s*(?P<verb>solve|simplify|factor|expand|differentiate|derivative of|diff|d/dx|integrate|integral of|"
-    r"limit|evaluate|compute|calculate|what is|what's)\b[\s:]*", re.I)
-_SAFE = re.compile(r"^[\w\s+\-*/^().,=<>!']*$")
+GUEST_PROGRAM = Path(__file__).with_name("_sympy_guest.py")
+MiB = 1 << 20
+# sympy's import costs the guest about 1.5 s and 6e9 instructions; these leave room for real work and
+# stop a runaway (9^9^9^9, factorial(10^9)) in seconds.
+SYMPY_LIMITS = Limits(deadline_s=10.0, fuel=40_000_000_000, memory_bytes=256 * MiB, output_bytes=64 * 1024,
+                      file_calls=1000, scratch_bytes=MiB, scratch_entries=16)
 
 
-def sympy_answer(query: str) -> str | None:
-    """A mathematical answer from sympy, or None when the query is not mathematics it can read."""
-    import sympy as sp
-    from sympy.parsing.sympy_parser import (
-        convert_xor,
-        implicit_multiplication_application,
-        parse_expr,
-        standard_transformations,
-    )
+@dataclass(frozen=True)
+class MathAnswer:
+    """What the sandboxed sympy made of a query: an answer, nothing (not mathematics it can read),
+    or a limit it hit (``limit`` says which, in words)."""
 
-    text = query.strip().rstrip("?").strip()
-    m = _VERBS.match(text)
-    verb = m.group("verb").lower() if m else ""
-    body = text[m.end():] if m else text
-    body = re.sub(r"\b(dx|dy|dt)\b\s*$", "", body).strip()
-    body = re.sub(r"\s+(with respect to|wrt|for)\s+([a-z])\s*$", r" , \2", body, flags=re.I)
-    if not body or not _SAFE.match(body) or "__" in body or "lambda" in body:
-        return None
-    names = {n: getattr(sp, n) for n in (
-        "sin", "cos", "tan", "exp", "log", "ln", "sqrt", "pi", "E", "I", "oo", "factorial", "Abs",
-        "asin", "acos", "atan", "sinh", "cosh", "tanh", "binomial", "gcd", "lcm", "floor", "ceiling",
-        "Rational", "Integer", "Float", "Symbol", "Add", "Mul", "Pow",
-    ) if hasattr(sp, n)}
-    names["ln"] = sp.log
-    transformations = (*standard_transformations, implicit_multiplication_application, convert_xor)
+    text: str | None
+    limit: str | None = None
 
-    if any(w not in names for w in re.findall(r"[A-Za-z_]{2,}", body)):
-        return None  # words that are not function names: prose, not mathematics
 
-    def parse(src: str, evaluate: bool = True) -> Any:
-        if not src.strip():
-            raise ValueError("empty")
-        return parse_expr(src, local_dict=dict(names), global_dict={"Integer": sp.Integer, "Float": sp.Float,
-                          "Rational": sp.Rational, "Symbol": sp.Symbol, "Function": sp.Function},
-                          transformations=transformations, evaluate=evaluate)
-
+def sympy_result(query: str, sandbox: Sandbox | None = None, limits: Limits | None = None) -> MathAnswer:
+    """Ask sympy inside the sandbox VM (never on the host: its parser evaluates what it reads)."""
+    limits = limits or SYMPY_LIMITS
+    sandbox = sandbox or Sandbox(limits=limits, prelude=False)
+    run = sandbox.run_python(GUEST_PROGRAM.read_text(encoding="utf-8"), limits, stdin=query.encode("utf-8"))
+    if run.outcome in ("timeout", "out_of_fuel", "memory"):
+        return MathAnswer(None, run.detail or run.outcome)
+    if run.outcome != "ok":
+        return MathAnswer(None, f"{run.outcome}: {run.detail}" if run.detail else run.outcome)
     try:
-        main, _, var_text = body.partition(" , ")
-        var = parse(var_text) if var_text.strip() else None
-        if "=" in main and verb in ("solve", ""):
-            left, _, right = main.partition("=")
-            eq = sp.Eq(parse(left), parse(right))
-            symbols = sorted(eq.free_symbols, key=str)
-            target = var if var is not None else (symbols[0] if symbols else None)
-            if target is None:
-                return f"{query.strip()}: {bool(sp.simplify(eq.lhs - eq.rhs) == 0)}"
-            solutions = sp.solve(eq, target)
-            return f"solve {sp.sstr(eq.lhs)} = {sp.sstr(eq.rhs)} for {target}: " + (
-                ", ".join(f"{target} = {sp.sstr(s)}" for s in solutions) if solutions else "no solution")
-        expr = parse(main)
-        symbols = sorted(getattr(expr, "free_symbols", set()), key=str)
-        x = var if var is not None else (symbols[0] if symbols else sp.Symbol("x"))
-        if verb in ("differentiate", "derivative of", "diff", "d/dx"):
-            return f"d/d{x} {sp.sstr(expr)} = {sp.sstr(sp.simplify(sp.diff(expr, x)))}"
-        if verb in ("integrate", "integral of"):
-            return f"integral of {sp.sstr(expr)} d{x} = {sp.sstr(sp.integrate(expr, x))} + C"
-        if verb == "factor":
-            return f"{sp.sstr(expr)} = {sp.sstr(sp.factor(expr))}"
-        if verb == "expand":
-            return f"{sp.sstr(expr)} = {sp.sstr(sp.expand(expr))}"
-        if verb == "solve":
-            return f"solve {sp.sstr(expr)} = 0 for {x}: " + ", ".join(f"{x} = {sp.sstr(s)}" for s in sp.solve(expr, x))
-        shown = sp.sstr(parse(main, evaluate=False))
-        simplified = sp.simplify(expr)
-        if getattr(simplified, "is_number", False):
-            value = sp.N(simplified, 15)
-            if simplified.is_Integer or simplified.is_Float:
-                return f"{shown} = {sp.sstr(simplified)}"
-            return f"{shown} = {sp.sstr(simplified)} ≈ {sp.sstr(value)}"
-        return f"{shown} = {sp.sstr(simplified)}"
-    except Exception:  # sympy could not read or work it: not our kind of question
-        return None
+        data = json.loads(run.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return MathAnswer(None, "the sandboxed sympy gave no answer")
+    if data.get("why") == "memory":
+        return MathAnswer(None, f"MemoryError (limit {limits.memory_bytes // MiB} MiB)")
+    if data.get("why") == "recursion":
+        return MathAnswer(None, "the expression is nested too deeply (RecursionError)")
+    text = data.get("answer")
+    return MathAnswer(text if isinstance(text, str) else None)
+
+
+def sympy_answer(query: str, sandbox: Sandbox | None = None, limits: Limits | None = None) -> str | None:
+    """sympy's answer (computed in the sandbox), or None when it has none or hit a limit."""
+    return sympy_result(query, sandbox, limits).text
+
+
+def _limit_text(limit: str) -> str:
+    return (f"sympy stopped: the computation hit the sandbox's limit ({limit}). The query is too big to "
+            "work out exactly; ask for something smaller, or estimate it (logarithms, @python with floats).")

@@ -16,8 +16,6 @@ from synthesis_episodes import HELDOUT, WRITTEN, episodes
 from typer.testing import CliRunner
 
 from stackmind.learning.grounding import AgentTrial, Grounding, HeldoutTask, game24_task
-from stackmind.policies.library import PolicyLibrary, check, default_policy_dirs
-from stackmind.policies.review import PolicyStore, ReviewError, atomic_write
 from stackmind.learning.synthesize import (
     RoundReport,
     SynthesisConfig,
@@ -36,6 +34,8 @@ from stackmind.learning.synthesize import (
     synthesize_round,
     validate,
 )
+from stackmind.policies.library import PolicyLibrary, check, default_policy_dirs
+from stackmind.policies.review import PolicyStore, ReviewError, atomic_write
 from stackmind.settings import Settings
 from stackmind.value import after_episode
 
