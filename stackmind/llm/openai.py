@@ -134,6 +134,17 @@ class OpenAIBackend:
                 if r.status_code >= 400:
                     detail = (await r.aread()).decode("utf-8", "replace")[:300]
                     raise LLMError(f"{url} refused the streamed request (HTTP {r.status_code}: {detail})")
+                if "text/event-stream" not in r.headers.get("content-type", ""):
+                    # A server that does not stream answers in one piece: take it as it is.
+                    try:
+                        data = json.loads(await r.aread())
+                        choice = (data.get("choices") or [{}])[0]
+                        text = (choice.get("message") or {}).get("content") or choice.get("text") or ""
+                    except (ValueError, AttributeError, IndexError, TypeError) as e:
+                        raise LLMError(f"{url} answered something that is not an OpenAI completion") from e
+                    if text:
+                        on_delta(text)
+                    return {"choices": [{"text": text}], "usage": data.get("usage") or {}}
                 async for line in r.aiter_lines():
                     if not line.startswith("data:"):
                         continue

@@ -89,8 +89,9 @@ def _check_trace(text: str) -> None:
     assert w is None or isinstance(w, int | float) and 0 <= w <= MAX_WEIGHT
     assert Episode.from_text(ep.to_text()) == ep  # what was read writes back the same
     ep.reward = 1.0
-    rows = Dataset(train=list(trajectory_examples([ep], ConsolidateConfig(traces_dirs=[], policies_dirs=[]))))
-    assert len(rows.training_rows()) <= MAX_WEIGHT + 1
+    rows = Dataset(train=list(trajectory_examples([ep], Settings(),
+                                                  ConsolidateConfig(traces_dirs=[], policies_dirs=[]))))
+    assert len(rows.training_rows()) <= (MAX_WEIGHT + 1) * (len(ep.steps) + 1)  # one example a step, weight bounded
 
 
 @pytest.mark.fault("fuzz: trace reader")

@@ -44,7 +44,7 @@ def test_run_goes_on_without_memory(how: str, home: Path, work: Path) -> None:
 @pytest.mark.control("corrupt memory store")  # chat (and so the bot) already did at a9429b1
 def test_chat_goes_on_without_memory(home: Path, work: Path) -> None:
     _corrupt(home, "random-bytes")
-    with ScriptedOpenAI(["Hello there."]) as server:
+    with ScriptedOpenAI(["Final answer: Hello there."]) as server:
         env = env_for(home, STACKMIND_BACKEND="openai", STACKMIND_OPENAI_BASE_URL=server.url)
         ran = stackmind(["chat"], env, work, timeout=120, stdin="hello\n/quit\n")
     assert ran.rc == 0 and "Traceback" not in ran.output, ran.output[-3000:]
@@ -55,7 +55,7 @@ def test_chat_goes_on_without_memory(home: Path, work: Path) -> None:
 def test_the_bot_goes_on_without_memory(home: Path, work: Path, cases: Cases) -> None:
     _corrupt(home, "random-bytes")
     token = "123456:TEST-token-abcdef"
-    with FakeTelegram(token=token) as fake, ScriptedOpenAI(["Hello from the bot."]) as model:
+    with FakeTelegram(token=token) as fake, ScriptedOpenAI(["Final answer: Hello from the bot."]) as model:
         env = env_for(home, STACKMIND_BACKEND="openai", STACKMIND_OPENAI_BASE_URL=model.url,
                       STACKMIND_TELEGRAM_BASE_URL=fake.base_url, TELEGRAM_BOT_TOKEN=token)
         log = work / "bot.log"

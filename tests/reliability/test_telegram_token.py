@@ -76,7 +76,7 @@ def test_an_unreachable_bot_api_is_one_line_without_the_token(where: str, home: 
 def test_a_running_bot_logs_nothing_of_its_token(home: Path, work: Path) -> None:
     """Long polling with --debug (every traceback kept), stopped with SIGTERM: the token never shows,
     though every request URL carries it."""
-    with FakeTelegram(token=TOKEN) as fake, ScriptedOpenAI(["Hello!"]) as model:
+    with FakeTelegram(token=TOKEN) as fake, ScriptedOpenAI(["Final answer: Hello!"]) as model:
         env = _env(home, fake.base_url, STACKMIND_OPENAI_BASE_URL=model.url)
         log = work / "bot.log"
         with log.open("w") as err:
