@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
@@ -84,6 +85,13 @@ class Settings(BaseSettings):
     )
     chroma_url: str | None = None
 
+    # --- Shared state (a deployment past one machine; see docs/deploy.md) ---------------------
+    # postgresql://user:password@host:5432/db: stacks, episodes, ratings and labels in PostgreSQL
+    # for every worker. Unset: SQLite in ``home`` and episode files, the embedded default. A
+    # SecretStr since the URL may carry a password (`database_label` is safe to print).
+    database_url: SecretStr | None = None
+    database_pool_size: int = 8
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -100,6 +108,19 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "stackmind.db"
+
+    @property
+    def database_label(self) -> str:
+        """Where stacks and episodes live, safe to print (a URL's password is masked)."""
+        if self.database_url is None:
+            return f"sqlite:{self.db_path}"
+        url = self.database_url.get_secret_value()
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
     @property
     def cache_dir(self) -> Path:

@@ -8,11 +8,15 @@ model, the sandbox's compiled module) is cached in one shared folder: $STACKMIND
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from stackmind.settings import Settings
+from tests.fakes.servers import PostgresServer, ServerUnavailable
 
 SHARED_CACHE = Path(os.environ.get("STACKMIND_TEST_CACHE", Path.home() / ".cache" / "stackmind-test"))
 
@@ -50,3 +54,51 @@ def embedded_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from stackmind.llm.embedded import assemble_gguf
 
     return assemble_gguf(Settings(home=tmp_path_factory.mktemp("gguf-home"), cache=SHARED_CACHE))
+
+
+def _unavailable(reason: str) -> None:
+    """Skip locally; under CI=true fail, since .ci/run installs what the servers need."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run installs it, so a missing server is a failure)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (initdb in a temporary folder, a free port)."""
+    try:
+        server = PostgresServer().start()
+    except ServerUnavailable as e:
+        _unavailable(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Which database a parametrized test runs on; ``url`` is set for PostgreSQL."""
+
+    name: str
+    url: str | None = None
+
+    def settings(self) -> Settings:
+        return Settings().ensure_dirs()  # STACKMIND_DATABASE_URL is in the environment for PostgreSQL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """The store tests run twice: on SQLite and on a fresh database of the session's PostgreSQL server
+    (STACKMIND_DATABASE_URL set, so subprocesses see it too)."""
+    if request.param == "sqlite":
+        yield Backend("sqlite")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t_{secrets.token_hex(6)}"
+    url = server.create_database(name)
+    monkeypatch.setenv("STACKMIND_DATABASE_URL", url)
+    try:
+        yield Backend("postgresql", url)
+    finally:
+        server.drop_database(name)
