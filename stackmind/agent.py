@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from stackmind.llm import LLM, load_llm
 from stackmind.llm.base import Message
 from stackmind.settings import Settings
-from stackmind.stack import Frame, SQLiteStackStore, Stack, StackStore
+from stackmind.stack import Frame, Stack, StackStore
+from stackmind.storage import EpisodeStore, open_episodes, open_store
 from stackmind.tools import Invocation, ToolContext, ToolRegistry, find_invocations
 from stackmind.trace import Episode, Step
 
@@ -94,11 +95,14 @@ class Agent:
     library: PolicyLibrary | None = None  # learning policies: fast learning and @name(...) calls
     memory: Memory | None = None  # long-term memory (owned by the caller, who closes it)
     scorer: Scorer | None = None  # for searches; default: the value model when trusted, else the judge
+    episodes: EpisodeStore | None = None  # where episodes are saved; default: the settings' store
 
     def __post_init__(self) -> None:
         self.settings.ensure_dirs()
         if self.store is None:
-            self.store = SQLiteStackStore(self.settings.db_path)
+            self.store = open_store(self.settings)
+        if self.episodes is None:
+            self.episodes = open_episodes(self.settings)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, llm: LLM | None = None, owner: str = "local",
@@ -191,7 +195,7 @@ class Agent:
             episode.meta["owner"] = self.owner
             if run.pushed:
                 episode.meta["policies"] = run.pushed
-            episode.save(self.settings.episodes_dir)
+            self.episodes.save(episode)
         self._remember(episode, run)
         self.learn(episode)
         return episode

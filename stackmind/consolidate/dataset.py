@@ -28,6 +28,7 @@ from typing import Any
 from stackmind.consolidate.config import ConsolidateConfig
 from stackmind.llm.base import Message
 from stackmind.settings import Settings
+from stackmind.storage import read_stored_episodes
 from stackmind.trace import Episode, Step, TraceError, load_episodes
 
 
@@ -247,7 +248,7 @@ def build_dataset(
     """
     problems: list[str] = []
     found: list[Example] = []
-    episodes, p = read_episodes(settings.episodes_dir)
+    episodes, p = read_stored_episodes(settings)
     problems += p
     for d in config.traces_dirs:
         eps, p = read_episodes(Path(d))

@@ -38,7 +38,8 @@ from stackmind.errors import StackmindError
 from stackmind.llm import LLM, Completion, Request
 from stackmind.llm.base import Message
 from stackmind.settings import Settings
-from stackmind.stack import Frame, SQLiteStackStore, Stack, StackStore
+from stackmind.stack import Frame, Stack, StackStore
+from stackmind.storage import open_episodes, open_store
 from stackmind.trace import Episode, Step, TraceError
 
 log = logging.getLogger("stackmind.chat")
@@ -129,7 +130,8 @@ class Conversations:
     ) -> None:
         self.settings = settings.ensure_dirs()
         self.llm = llm
-        self.store = store or SQLiteStackStore(settings.db_path)
+        self.store = store or open_store(settings)
+        self.episodes = open_episodes(settings)
         self.memory = memory  # a stackmind.memory.Memory, or None
         self.config = config or ChatSettings()
         self.tools = tools  # a ToolRegistry for /think; default_tools(settings) when None
@@ -387,7 +389,7 @@ class Conversations:
             episode.meta["recalled"] = turn.recalled
         frame = stack.push("conclusion", text, value=0.5, role="assistant", episode=episode.id)
         episode.meta["frame_id"] = frame.id
-        await asyncio.to_thread(episode.save, self.settings.episodes_dir)
+        await asyncio.to_thread(self.episodes.save, episode)
         if self.memory is not None:
             await asyncio.to_thread(self._remember, turn.chat, turn.messages, text, episode.id)
         return Reply(text, episode.id, list(turn.messages), frame.id, turn.first_visible_s, total)
@@ -418,15 +420,14 @@ class Conversations:
         """Record a user's thumbs on a reply: the episode's reward (re-saved) and the frame's value.
 
         Only the chat the reply was given in can rate it."""
-        path = episode_path(self.settings, episode_id)
-        episode = Episode.load(path)
+        episode = self.episodes.load(episode_id)
         if episode.stack != chat.stack:
             raise PermissionError("this answer belongs to another chat")
         episode.reward = float(reward)
         feedback = list(episode.meta.get("feedback", []))
         feedback.append({"reward": float(reward), "by": by or chat.owner, "at": round(time.time(), 3)})
         episode.meta["feedback"] = feedback
-        episode.save(self.settings.episodes_dir)
+        self.episodes.save(episode)
         frame_id = episode.meta.get("frame_id")
         if isinstance(frame_id, int):
             value = 0.5 + 0.4 * max(-1.0, min(1.0, float(reward)))
@@ -449,7 +450,7 @@ class Conversations:
         tools = self.tools if self.tools is not None else default_tools(self.settings)
         if self._library is None:  # loaded once, on the first /think
             self._library = policy_library(self.settings, tools)
-        agent = Agent(self.settings, llm=self.llm_for_agents(), tools=tools, store=self.store, owner=chat.owner,
+        agent = Agent(self.settings, llm=self.llm_for_agents(), tools=tools, store=self.store, episodes=self.episodes, owner=chat.owner,
                       library=self._library)
 
         def report(line: str) -> None:
@@ -469,7 +470,7 @@ class Conversations:
         episode.meta["chat"] = chat.stack
         stack.push("conclusion", episode.answer or "(no conclusion within the step budget)", value=0.8,
                    role="assistant", episode=episode.id)
-        await asyncio.to_thread(episode.save, self.settings.episodes_dir)
+        await asyncio.to_thread(self.episodes.save, episode)
         return episode
 
     def llm_for_agents(self) -> LLM:

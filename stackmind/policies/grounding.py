@@ -27,7 +27,8 @@ from typing import Any, Protocol
 from stackmind.policies.fast import policy_frames
 from stackmind.policies.schema import Matcher, Policy
 from stackmind.policies.testing import matches
-from stackmind.stack import Frame, SQLiteStackStore, Stack
+from stackmind.stack import Frame, Stack
+from stackmind.storage import SQLiteStackStore
 
 CHECKS = ("exact", "contains", "numeric", "regex", "game24")
 _FINAL = re.compile(r"(?is)\bfinal answer\s*:\s*(.+)")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HEAD", "EpisodeNotFound", "EpisodeStore", "FileEpisodeStore", "LockTimeout", "PostgresEpisodeStore",
     "PostgresStackStore", "SQLiteStackStore", "SchemaError", "StackStore", "StorageError", "export_episodes",
-    "import_episodes", "open_episodes", "open_store", "read_episodes",
+    "import_episodes", "open_episodes", "open_store", "read_stored_episodes",
 ]
 
 
@@ -67,7 +67,7 @@ def open_episodes(settings: Settings) -> EpisodeStore:
     return FileEpisodeStore(settings.episodes_dir)
 
 
-def read_episodes(settings: Settings, since: float | None = None) -> tuple[list[Episode], list[str]]:
+def read_stored_episodes(settings: Settings, since: float | None = None) -> tuple[list[Episode], list[str]]:
     """Every episode the settings' store holds (changed since ``since``, epoch seconds), and the
     problems (file:line) of those that do not parse, which are skipped."""
     problems: list[str] = []

@@ -30,11 +30,8 @@ Since = float | dt.datetime | None
 SUFFIX = ".trace.yaml"
 
 
-class EpisodeNotFound(StackmindError, KeyError):
-    """No episode with that id in the store."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "episode not found"
+class EpisodeNotFound(StackmindError, FileNotFoundError):
+    """No episode with that id in the store (a FileNotFoundError, as a missing trace file was)."""
 
 
 class EpisodeStore(Protocol):
