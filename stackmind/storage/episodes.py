@@ -39,7 +39,8 @@ class EpisodeStore(Protocol):
 
     location: str  # where, for people: a folder, or the database (password masked)
 
-    def save(self, episode: Episode) -> str: ...  # the episode's location (a file path or db:episodes/<id>)
+    def save(self, episode: Episode) -> str: ...  # returns where(episode.id)
+    def where(self, episode_id: str) -> str: ...  # a file path, or the database's label#episodes/<id>
     def load(self, episode_id: str) -> Episode: ...
     def episodes(self, since: Since = None, problems: list[str] | None = None) -> Iterator[Episode]: ...
     def ids(self, since: Since = None) -> list[str]: ...
@@ -82,6 +83,9 @@ class FileEpisodeStore:
 
     def path(self, episode_id: str) -> Path:
         return self.directory / f"{check_episode_id(episode_id)}{SUFFIX}"
+
+    def where(self, episode_id: str) -> str:
+        return str(self.path(episode_id))
 
     def save(self, episode: Episode) -> str:
         path = self.path(episode.id)

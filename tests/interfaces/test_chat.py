@@ -13,7 +13,7 @@ import pytest
 
 from stackmind.interfaces.chat import ChatRef, ChatSettings, Conversations
 from stackmind.settings import Settings
-from stackmind.stack import SQLiteStackStore
+from stackmind.storage import SQLiteStackStore
 from stackmind.trace import Episode
 
 TINY = ChatSettings(max_reply_tokens=8, first_chunk_tokens=4, chunk_tokens=4, render_budget_tokens=128, memory=False)
