@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("STACKMIND_WOLFRAMALPHA_API_KEY", "WOLFRAMALPHA_API_KEY"),
     )
     chroma_url: str | None = None
+    # The Chroma database on that server (created when missing): several installations, or test
+    # runs, can share one server without seeing each other's memories.
+    chroma_database: str = "default_database"
 
     # --- Shared state (a deployment past one machine; see docs/deploy.md) ---------------------
     # postgresql://user:password@host:5432/db: stacks, episodes, ratings and labels in PostgreSQL

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from stackmind.settings import Settings
-from tests.fakes.servers import PostgresServer, ServerUnavailable
+from tests.fakes.servers import ChromaServer, PostgresServer, ServerUnavailable
 
 SHARED_CACHE = Path(os.environ.get("STACKMIND_TEST_CACHE", Path.home() / ".cache" / "stackmind-test"))
 
@@ -102,3 +102,16 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         yield Backend("postgresql", url)
     finally:
         server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """One real `chroma run` for the session; each test that uses it gets a database of its own."""
+    try:
+        server = ChromaServer(tmp_path_factory.mktemp("chroma-server")).start()
+    except ServerUnavailable as e:
+        _unavailable(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
