@@ -61,7 +61,7 @@ def list_(since: str = SINCE_OPTION, json: bool = JSON_OPTION) -> None:
         goal = r["goal"].replace("\n", " ")
         out.print(f"{r['id']}  {reward:>4}  {goal[:90]}")
     for p in problems:
-        console.print(f"skipped: {p}")
+        console.print(f"skipped: {p}", soft_wrap=True, markup=False)
 
 
 @episodes_app.command("export")
@@ -95,6 +95,6 @@ def import_(directory: Path = IMPORT_DIR,
         out.print(f"imported {len(new) + len(replaced)} episodes into {location}: {len(new)} new, "
                   f"{len(replaced)} replaced")
         for p in problems:
-            console.print(f"not imported: {p}")
+            console.print(f"not imported: {p}", soft_wrap=True, markup=False)
     if problems:
         raise typer.Exit(1)
