@@ -250,3 +250,21 @@ class PostgresEpisodeStore(_Postgres):
         with self._conn() as conn:
             row = conn.execute("SELECT count(*) FROM episodes").fetchone()
         return int(row[0]) if row else 0
+
+    # ---- hindsight labels (stackmind.value.labels keeps them here when the database is set) --------
+    def add_labels(self, records: list[dict[str, Any]]) -> int:
+        """Append label records (``Label.to_dict()``); a record whose id is stored already is kept as it was."""
+        with self._conn() as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO labels(id, episode, kind, created, record) VALUES (%s,%s,%s,%s,%s)"
+                " ON CONFLICT (id) DO NOTHING",
+                [(r["id"], r.get("episode"), r["kind"], r["created"], Jsonb(r)) for r in records],
+            )
+        return len(records)
+
+    def labels(self, since: str | None = None) -> list[dict[str, Any]]:
+        """Label records, oldest first; ``since`` compares with their ``created`` (ISO time)."""
+        with self._conn() as conn:
+            rows = conn.execute("SELECT record FROM labels WHERE created >= %s ORDER BY created, id",
+                                (since or "",)).fetchall()
+        return [r[0] for r in rows]
