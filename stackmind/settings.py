@@ -11,11 +11,12 @@ Every path the project writes lives under ``home`` (``STACKMIND_HOME``, default 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -95,6 +96,15 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None
     database_pool_size: int = 8
 
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``STACKMIND_DATABASE_URL=`` (empty) means the embedded store, as unset does."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            return None
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -118,6 +128,8 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return f"sqlite:{self.db_path}"
         url = self.database_url.get_secret_value()
+        if "://" not in url:  # a libpq key=value string
+            return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
         parts = urlsplit(url)
         if parts.password is None:
             return url
