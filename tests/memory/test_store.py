@@ -190,3 +190,15 @@ def test_a_shared_collection_from_the_old_layout_is_split_by_owner(settings: Set
         assert names == {m.collection_name("alice"), m.collection_name("bob")}
         assert (m.count("alice"), m.count("bob")) == (1, 2)
         assert [r.text for r in m.recall("where do I park", owner="alice", k=5)] == ["Alice parks on level 3"]
+
+
+def test_store_batch_embeds_many_owners_at_once_and_keeps_them_apart(memory: Memory) -> None:
+    ids = memory.store_batch([("alice", "Alice's bike is blue"), ("bob", "Bob's bike is red"),
+                              ("alice", "Alice's car is green"), ("alice", "Alice's bike is blue")])
+    assert ids[0] == ids[3] and len(set(ids)) == 3  # the same text twice is one memory
+    assert (memory.count("alice"), memory.count("bob")) == (2, 1)
+    assert [r.text for r in memory.recall("what colour is my bike", owner="bob", k=5)] == ["Bob's bike is red"]
+    memory.recall("bike", owner="alice", k=5)  # a use
+    memory.store_batch([("alice", "Alice's bike is blue")], value=0.9)  # an update: no new memory, uses kept
+    [bike] = [r for r in memory.recall("bike colour", owner="alice", k=5, touch=False) if "bike" in r.text]
+    assert bike.value == 0.9 and bike.uses == 1 and memory.count("alice") == 2
