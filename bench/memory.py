@@ -117,15 +117,8 @@ class PerOwner:
         return self.memory.embed(texts)
 
     def store(self, texts: list[str], vecs: np.ndarray | None, owners: list[str]) -> None:
-        if vecs is None:
-            self.memory.store_batch(list(zip(owners, texts, strict=True)), kind="conclusion", value=0.5)
-            return
-        by_owner: dict[str, list[int]] = {}
-        for j, o in enumerate(owners):
-            by_owner.setdefault(o, []).append(j)
-        for owner, idx in by_owner.items():
-            self.memory.store_many([texts[j] for j in idx], owner=owner, kind="conclusion", value=0.5,
-                                   embeddings=vecs[idx])
+        self.memory.store_batch(list(zip(owners, texts, strict=True)), kind="conclusion", value=0.5,
+                                embeddings=vecs, batch_size=len(texts))
 
     def recall(self, query: str, owner: str, k: int) -> list[Any]:
         return self.memory.recall(query, owner=owner, k=k, touch=False)
@@ -241,10 +234,13 @@ def run_one(layout: str, mode: str, settings: Settings, folder: Path, texts: lis
             if size > filled:
                 vecs = vectors(store) if vecs is None else vecs
                 t0 = time.perf_counter()
+                # One chroma write per owner per chunk, and a write costs ~50 ms however small: give each
+                # owner ~200 memories a chunk.
+                chunk = max(CHUNK, 200 * len(owners))
                 with Progress(console=console, transient=True) as bar:
                     task = bar.add_task(f"{mode} {layout}: indexing to {size}", total=size - filled)
-                    for i in range(filled, size, CHUNK):
-                        j = min(size, i + CHUNK)
+                    for i in range(filled, size, chunk):
+                        j = min(size, i + chunk)
                         store.store(texts[i:j], vecs[i - n_e2e : j - n_e2e], owner_of[i:j])
                         progress.write_text(json.dumps({"filled": j}))
                         bar.advance(task, j - i)

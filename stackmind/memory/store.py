@@ -395,11 +395,13 @@ class Memory:
         return self._store_records(records, embeddings, batch_size)
 
     def store_batch(self, items: Iterable[tuple[str, Frame | str]], *, kind: str | None = None,
-                    value: float | None = None, episode: str | None = None, batch_size: int = 1000) -> list[str]:
+                    value: float | None = None, episode: str | None = None,
+                    embeddings: Sequence[Sequence[float]] | None = None, batch_size: int = 5000) -> list[str]:
         """Store ``(owner, frame or text)`` pairs of many owners at once: the texts are embedded
-        together (the embedder's batches are what make inserting fast), then written owner by owner."""
+        together (the embedder's batches are what make inserting fast), then written owner by owner,
+        one call per owner and one trace-log write per batch."""
         records = [self._record(it, check_owner(owner), kind, value, episode, None) for owner, it in items]
-        return self._store_records(records, None, batch_size)
+        return self._store_records(records, embeddings, batch_size)
 
     def _store_records(self, records: list[dict[str, Any]], embeddings: Sequence[Sequence[float]] | None,
                        batch_size: int) -> list[str]:
