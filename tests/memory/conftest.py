@@ -19,14 +19,24 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A ``single_mode`` test sets up its own mode: run it once (its ``embedded`` copy), not twice."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        twin = params is not None and params.params.get("memory_mode") == "server"
+        (drop if twin and item.get_closest_marker("single_mode") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(autouse=True, params=["embedded", pytest.param("server", marks=pytest.mark.server)])
 def memory_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """``server``: STACKMIND_CHROMA_URL points at the session's `chroma run`, and
     STACKMIND_CHROMA_DATABASE at a fresh database, so Settings() made in the test (or a child
     process) talks to the server."""
     if request.param == "server":
-        if request.node.get_closest_marker("single_mode"):
-            pytest.skip("this test sets up its own mode")
         server = request.getfixturevalue("chroma_server")
         monkeypatch.setenv("STACKMIND_CHROMA_URL", server.url)
         monkeypatch.setenv("STACKMIND_CHROMA_DATABASE", f"test-{secrets.token_hex(6)}")
