@@ -408,11 +408,13 @@ class Memory:
         if embeddings is not None and len(embeddings) != len(records):
             raise MemoryStoreError(f"{len(embeddings)} embeddings for {len(records)} items")
         ids = [r["id"] for r in records]
+        # Owner by owner (a stable sort keeps each owner's order, so the last of a repeated text wins):
+        # every chroma write costs tens of ms however small, so each holds as many of one owner's as fit.
+        order = sorted(range(len(records)), key=lambda i: records[i]["owner"])
         step = max(1, min(batch_size, self._client.get_max_batch_size()))
-        for start in range(0, len(records), step):
-            chunk = records[start : start + step]
-            vecs = None if embeddings is None else list(embeddings[start : start + step])
-            self._upsert(chunk, vecs)
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            self._upsert([records[i] for i in chunk], None if embeddings is None else [embeddings[i] for i in chunk])
         return ids
 
     def embed(self, texts: Sequence[str]) -> list[Any]:
