@@ -140,3 +140,30 @@ def test_sigkill_loses_nothing_acknowledged(backend: Backend, kill_after: int) -
     missing = [i for i in acked if i not in have]
     assert not missing, f"acknowledged frames lost after SIGKILL: {missing[:5]}"
     assert all(have[i].endswith("edited") for i in edited)
+
+
+def test_concurrent_pops_take_each_frame_once_from_the_top(backend: Backend) -> None:
+    import threading
+
+    store = open_store(backend.settings())
+    try:
+        st = Stack(store, "shared")
+        ids = [st.push("thought", f"t{i}").id for i in range(60)]
+        popped: list[list[int]] = [[], [], []]
+
+        def pop_all(k: int) -> None:
+            while True:
+                try:
+                    popped[k].append(Stack(store, "shared").pop().id)
+                except StackError:
+                    return
+
+        workers = [threading.Thread(target=pop_all, args=(k,)) for k in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert sorted(sum(popped, [])) == sorted(ids)  # each frame once, none lost
+        assert all(p == sorted(p, reverse=True) for p in popped)  # every worker pops from the top
+    finally:
+        store.close()
