@@ -234,9 +234,8 @@ def run_one(layout: str, mode: str, settings: Settings, folder: Path, texts: lis
             if size > filled:
                 vecs = vectors(store) if vecs is None else vecs
                 t0 = time.perf_counter()
-                # One chroma write per owner per chunk, and a write costs ~50 ms however small: give each
-                # owner ~200 memories a chunk.
-                chunk = max(CHUNK, 200 * len(owners))
+                # One chroma write per owner per chunk, and a write costs tens of ms however small.
+                chunk = max(CHUNK, args.per_owner_write * len(owners))
                 with Progress(console=console, transient=True) as bar:
                     task = bar.add_task(f"{mode} {layout}: indexing to {size}", total=size - filled)
                     for i in range(filled, size, chunk):
@@ -269,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pool", type=int, default=0,
                     help="embed only this many texts for real and fill the rest with mixtures of their vectors "
                          "(0: embed every text; use when embedding 100k texts would take too long)")
+    ap.add_argument("--per-owner-write", type=int, default=200,
+                    help="when filling, about this many memories per owner go to the store in one write")
     ap.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     ap.add_argument("--modes", nargs="+", choices=MODES, default=["embedded"])
     ap.add_argument("--seed", type=int, default=0)
