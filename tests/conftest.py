@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fakes.servers import Backend, ChromaServer, PostgresServer, ServerUnavailable, unavailable
 
 from stackmind.settings import Settings
-from tests.fakes.servers import ChromaServer, PostgresServer, ServerUnavailable
 
 SHARED_CACHE = Path(os.environ.get("STACKMIND_TEST_CACHE", Path.home() / ".cache" / "stackmind-test"))
 
@@ -56,35 +55,17 @@ def embedded_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return assemble_gguf(Settings(home=tmp_path_factory.mktemp("gguf-home"), cache=SHARED_CACHE))
 
 
-def _unavailable(reason: str) -> None:
-    """Skip locally; under CI=true fail, since .ci/run installs what the servers need."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: .ci/run installs it, so a missing server is a failure)")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One real PostgreSQL server for the session (initdb in a temporary folder, a free port)."""
     try:
         server = PostgresServer().start()
     except ServerUnavailable as e:
-        _unavailable(str(e))
+        unavailable(str(e))
     try:
         yield server
     finally:
         server.stop()
-
-
-@dataclass(frozen=True)
-class Backend:
-    """Which database a parametrized test runs on; ``url`` is set for PostgreSQL."""
-
-    name: str
-    url: str | None = None
-
-    def settings(self) -> Settings:
-        return Settings().ensure_dirs()  # STACKMIND_DATABASE_URL is in the environment for PostgreSQL
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
@@ -110,7 +91,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
     try:
         server = ChromaServer(tmp_path_factory.mktemp("chroma-server")).start()
     except ServerUnavailable as e:
-        _unavailable(str(e))
+        unavailable(str(e))
     try:
         yield server
     finally:

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.servers import Backend
 
 from stackmind.stack import Frame, Stack, StackError, StackStore
 from stackmind.storage import PostgresStackStore, SQLiteStackStore, open_store
-from tests.conftest import Backend
 
 
 @pytest.fixture

@@ -16,10 +16,32 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
+
+from stackmind.settings import Settings
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Which database a parametrized test runs on (the ``backend`` fixture); ``url`` is set for PostgreSQL."""
+
+    name: str
+    url: str | None = None
+
+    def settings(self) -> Settings:
+        return Settings().ensure_dirs()  # STACKMIND_DATABASE_URL is in the environment for PostgreSQL
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally; under CI=true fail, since .ci/run installs what the servers need."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: .ci/run installs it, so a missing server is a failure)")
+    pytest.skip(reason)
 
 
 class ServerUnavailable(RuntimeError):

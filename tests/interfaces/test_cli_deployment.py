@@ -9,13 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fakes.servers import Backend, ChromaServer, PostgresServer, free_port
 from typer.testing import CliRunner
 
 from stackmind.interfaces.cli import app
 from stackmind.storage import open_episodes
 from stackmind.trace import Episode
-from tests.conftest import Backend
-from tests.fakes.servers import ChromaServer, PostgresServer, free_port
 
 runner = CliRunner()
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.servers import ChromaServer, free_port
 
 from stackmind.memory import Memory, MemoryLockedError, MemoryServerError
 from stackmind.settings import Settings
-from tests.fakes.servers import ChromaServer, free_port
 
 SECOND_PROCESS = """
 import sys

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.servers import Backend
 
 from stackmind.storage import (
     EpisodeNotFound,
@@ -18,7 +19,6 @@ from stackmind.storage import (
     open_episodes,
 )
 from stackmind.trace import Episode, Step, TraceError
-from tests.conftest import Backend
 
 
 def episode(goal: str = "What is 6 * 7?", **kw: object) -> Episode:

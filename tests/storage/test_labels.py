@@ -3,11 +3,12 @@ consolidation labels the store's episodes either way."""
 
 from __future__ import annotations
 
+from fakes.servers import Backend
+
 from stackmind.storage import open_episodes
 from stackmind.trace import Episode, Step
 from stackmind.value.consolidation import label_unlabelled
 from stackmind.value.labels import Label, load_labels, save_labels
-from tests.conftest import Backend
 
 
 def test_labels_round_trip_on_either_store(backend: Backend) -> None:

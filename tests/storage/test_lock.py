@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.servers import Backend
 
 from stackmind.stack import LockTimeout, Stack
 from stackmind.storage import open_store
-from tests.conftest import Backend
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,12 +13,11 @@ import psycopg
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from fakes.servers import Backend, free_port
 
 from stackmind.settings import Settings
 from stackmind.storage import HEAD, SchemaError, SQLiteStackStore, StorageError, open_store
 from stackmind.storage.migrate import MIGRATIONS, postgres_revision, sqlite_revision
-from tests.conftest import Backend
-from tests.fakes.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from tests.conftest import _unavailable
-from tests.fakes.servers import PostgresServer, ServerUnavailable
+from fakes.servers import PostgresServer, ServerUnavailable
+from fakes.servers import unavailable as _unavailable
 
 
 def test_missing_server_skips_locally_and_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,6 +17,6 @@ def test_missing_server_skips_locally_and_fails_in_ci(monkeypatch: pytest.Monkey
 
 
 def test_no_binaries_is_reported_with_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tests.fakes.servers.postgres_bin", lambda: None)
+    monkeypatch.setattr("fakes.servers.postgres_bin", lambda: None)
     with pytest.raises(ServerUnavailable, match="apt-get install postgresql"):
         PostgresServer()
