@@ -251,6 +251,10 @@ def run_one(layout: str, mode: str, settings: Settings, folder: Path, texts: lis
                 raise SystemExit(f"{folder} holds {have} memories, fewer than {size}: remove it and rerun")
             console.print(f"{mode} {layout}: timing {args.queries} recalls at {size:,} memories ...")
             out["sizes"][str(size)] = time_recalls(store, queries, owners, args.k, args.seed)
+            if args.json:  # what is measured so far survives a stopped run
+                partial = json.loads(args.json.read_text()) if args.json.exists() else {}
+                partial.setdefault("partial", {}).setdefault(mode, {})[layout] = out
+                args.json.write_text(json.dumps(partial, indent=2) + "\n")
         if indexed:
             out["insert_index_per_s"] = indexed / index_s
     finally:
