@@ -31,8 +31,8 @@ import time
 from pathlib import Path
 
 from stackmind.llm import load_llm
-from stackmind.policies.grounding import TRIAL_SYSTEM, HeldoutTask, final_answer, game24_task
-from stackmind.policies.synthesize import Cluster, SynthesisConfig, synthesize_round
+from stackmind.learning.grounding import TRIAL_SYSTEM, HeldoutTask, final_answer, game24_task
+from stackmind.learning.synthesize import Cluster, SynthesisConfig, synthesize_round
 from stackmind.settings import Settings
 from stackmind.tasks.game24 import Game24, answer_expression, check_expression, load_puzzles
 from stackmind.tasks.text import TextGoal

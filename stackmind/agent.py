@@ -1,62 +1,81 @@
 """The agent's loop, top to bottom.
 
-    goal -> Stack
+    goal -> Stack (a named stack, one run at a time)
+      first: worked examples of similar goals pushed (demonstrations from the trace library)
       before each step: long-term memory recalled onto the stack (owner-scoped)
                         learning policies whose triggers fire pushed (fast learning)
-      -> render (value-weighted, token budget) -> LLM -> one step
-      -> a tool runs (the sandbox, recall, wolfram) -> observation frame
-         or a policy is invoked (@name(...)): its examples pushed, the sub-goal solved by this
+      -> render (value-weighted, token budget) -> StepFormat.messages -> LLM, the step grammar enforced
+      -> StepFormat.parse: Thought | Action | Final
+      -> an action runs a tool (the sandbox, recall, wolfram) -> observation frame,
+         or invokes a learning policy (@name(...)): its examples pushed, the sub-goal solved by this
          same loop, everything popped, the result pushed back as a conclusion
       -> ... until a final answer or the step budget
-    or, with a search strategy, a tree-of-thought search scored by the value model (or the judge)
-    -> episode trace (text) in the data dir; frames that left the stack and the conclusion go to
-       long-term memory; an episode with a reward is labelled in hindsight and the value model
-       learns from it.
+    or, with a search strategy, the same steps expanded as a tree (stackmind.search), or several
+    paths sampled and their answers voted on (self-consistency)
+    -> reward from the goal's verifier (when it has one) -> episode trace, written after every step;
+       frames that left the stack and the conclusion go to long-term memory; an episode with a reward
+       is labelled in hindsight and the value model learns from it.
 
 `Agent` holds the parts; `Agent.from_settings` opens the ones the settings ask for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import re
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
 
+from filelock import FileLock, Timeout
+
+from stackmind.demos import DemoLibrary, default_trace_dirs
+from stackmind.errors import StackmindError
 from stackmind.llm import LLM, load_llm
 from stackmind.llm.base import Message
+from stackmind.memory import Memory, MemoryStoreError
+from stackmind.policies import InvocationError, Invoker, Policy, PolicyLibrary, policy_frames
+from stackmind.policies.library import default_policy_dirs, load_lenient
+from stackmind.search import Budget, SearchResult, solve
+from stackmind.search.scorer import GENERIC_VALUE_PROMPT
 from stackmind.settings import Settings
-from stackmind.stack import Frame, Stack, StackStore
-from stackmind.storage import EpisodeStore, open_episodes, open_store
-from stackmind.tools import Invocation, ToolContext, ToolRegistry, find_invocations
+from stackmind.stack import Frame, Stack, StackStore, render_frames
+from stackmind.stepformat import STOP, Action, Final, FormatError, ParsedStep, StepFormat, Thought
+from stackmind.storage import EpisodeStore, SQLiteStackStore, open_episodes, open_store
+from stackmind.tasks.answers import answer_key
+from stackmind.tasks.base import State, ValueSpec, read_verdicts
+from stackmind.tools import ToolContext, ToolRegistry
+from stackmind.tools.invocation import find_invocations
+from stackmind.tools.python import PythonTool
+from stackmind.tools.recall import RecallTool
+from stackmind.tools.wolfram import WolframTool
 from stackmind.trace import Episode, Step
-
-if TYPE_CHECKING:
-    from stackmind.memory import Memory
-    from stackmind.policies import Invoker, Policy, PolicyLibrary
-    from stackmind.search.scorer import Scorer
+from stackmind.value import ValueModelError, after_episode, choose_scorer
 
 log = logging.getLogger("stackmind.agent")
 
-SYSTEM_PROMPT = """You are stackmind, an agent that solves a goal one step at a time.
-Your working memory (the stack) is shown to you as lines like "[goal] ...", "[thought] ...", "[observation] ...".
-Reply with ONE step, in one of these forms:
-  Final answer: <the answer>              when you know the answer
-  Thought: <one short line of reasoning>  when you need to think first
-  Action: @name(arguments)                to use a tool or a learning policy; its result comes back as an observation
-{tools}For arithmetic, do not guess: compute it with @python(print(...)) first, then give the final answer.
-Be brief. Give "Final answer:" as soon as you are sure."""
-
-_FINAL = re.compile(r"(?is)\bfinal answer\s*:\s*(.+)")
-_THOUGHT = re.compile(r"(?is)^\s*thought\s*:\s*")
-_ACTION = re.compile(r"(?is)^\s*action\s*:\s*")
-
 ProgressFn = Callable[[str], None]
+TextFn = Callable[[str], None]  # receives the final answer's text as it is generated
+Verifier = Callable[[str | None], float]
 
 MIN_RECALL_SIMILARITY = 0.7  # only a memory this close to the step is pushed (looser ones mislead a small model)
 SUB_STEPS = 4  # the step budget of a policy's sub-goal
+DEMOS = 2  # worked examples pushed before the first step
+# Values a frame starts with, by kind, until the value model has learned better (its cold-start prior).
+PRIOR = {"goal": 1.0, "trajectory": 0.8, "policy": 0.8, "conclusion": 0.9, "observation": 0.7,
+         "action": 0.6, "thought": 0.5}
+
+
+_DEMO_LOCK = threading.Lock()  # runs in threads share one demonstration library, loaded once
+
+
+class GoalError(StackmindError, ValueError):
+    """A goal the agent cannot take: empty, or larger than its working memory."""
 
 
 @dataclass
@@ -64,11 +83,11 @@ class StepResult:
     """What one step of the loop produced."""
 
     reply: str
+    step: ParsedStep | None  # None: the reply was not in the step format (no grammar was enforced)
     answer: str | None = None
-    invocation: Invocation | None = None
     observation: str | None = None
-    ok: bool = True  # False when the action failed (a tool error, a bad invocation)
-    policy: bool = False  # the invocation ran a learning policy (its result is already on the stack)
+    ok: bool = True  # False when the action failed (a tool error, a bad invocation, a malformed reply)
+    policy: bool = False  # the action invoked a learning policy (its result is already on the stack)
     substeps: list[Step] = field(default_factory=list)
 
 
@@ -78,11 +97,18 @@ class _Run:
 
     episode: Episode
     ctx: ToolContext
+    fmt: StepFormat
     invoker: Invoker | None
     progress: ProgressFn | None
+    on_text: TextFn | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    verify: Verifier | None = None  # the goal's checker, when it has one
+    owner: str = "local"  # whose memories
     left: list[Frame] = field(default_factory=list)  # frames popped off the stack during the run
     recalled: set[str] = field(default_factory=set)  # memory ids already on the stack
     pushed: list[str] = field(default_factory=list)  # learning policies pushed by fast learning
+    save: Callable[[], None] | None = None  # writes the episode as it stands (after every step)
 
 
 @dataclass
@@ -94,7 +120,8 @@ class Agent:
     owner: str = "local"
     library: PolicyLibrary | None = None  # learning policies: fast learning and @name(...) calls
     memory: Memory | None = None  # long-term memory (owned by the caller, who closes it)
-    scorer: Scorer | None = None  # for searches; default: the value model when trusted, else the judge
+    demos: DemoLibrary | None = None  # worked examples by similarity (loaded on first use)
+    scorer: object | None = None  # for tree searches; default: the value model when trusted, else the judge
     episodes: EpisodeStore | None = None  # where episodes are saved; default: the settings' store
 
     def __post_init__(self) -> None:
@@ -116,8 +143,6 @@ class Agent:
         library = policy_library(settings, tools, warn)
         memory = None
         if settings.memory:
-            from stackmind.memory import Memory, MemoryStoreError
-
             try:
                 memory = Memory(settings)
             except MemoryStoreError as e:
@@ -130,15 +155,27 @@ class Agent:
             self.memory = None
 
     def model(self) -> LLM:
-        """The LLM, loaded on first use (the embedded model takes seconds once cached)."""
+        """The LLM, loaded on first use."""
         if self.llm is None:
             self.llm = load_llm(self.settings)
         return self.llm
 
     def stack(self, name: str) -> Stack:
         assert self.store is not None
-        counter = self.llm.count_tokens if self.llm is not None else None
-        return Stack(self.store, name, counter) if counter else Stack(self.store, name)
+        return Stack(self.store, name, self.model().count_tokens)
+
+    def step_format(self) -> StepFormat:
+        """The format of this agent's steps. Its tools are described in the system prompt; a learning
+        policy becomes callable when its frames are on the stack (`StepFormat.calling`)."""
+        return StepFormat.for_names({t: self.tools.get(t).description  # type: ignore[union-attr]
+                                     for t in self.tools.names()})
+
+    def _callable(self, run: _Run, frames: Sequence[Frame]) -> StepFormat:
+        """The format for the next step: the tools, and the learning policies whose frames are on the stack."""
+        if self.library is None:
+            return run.fmt
+        names = {f.provenance.get("policy") for f in frames if f.kind in ("policy", "trajectory")}
+        return run.fmt.calling(n for n in names if isinstance(n, str) and n in self.library)
 
     # ---- the loop ---------------------------------------------------------------------------
     def run(
@@ -150,55 +187,104 @@ class Agent:
         progress: ProgressFn | None = None,
         policies: Sequence[Policy] | None = None,
         search: str | None = None,
+        verify: Verifier | None = None,
+        on_text: TextFn | None = None,
+        samples: int | None = None,
+        meta: dict[str, object] | None = None,
+        owner: str | None = None,
     ) -> Episode:
-        """Solve one goal; the episode is saved to the data dir (also when the run fails).
+        """Reach one goal; the episode is written to the data dir after every step.
 
         ``policies``: push exactly these learning policies first and do no fast learning of its own
-        (``[]`` for none); by default the library's triggers choose before each step. ``search``:
-        bfs | dfs | mcts for a tree-of-thought search, none for the single-path loop (default: the
-        settings' ``search``)."""
+        (``[]`` for none). ``search``: none (one path), vote (``samples`` paths, the majority answer),
+        or bfs | dfs | mcts (a tree of steps); default: the settings'. ``verify``: the goal's checker
+        (answer -> reward in [0, 1]); the episode's reward when given. ``on_text`` receives the final
+        answer as it is generated. ``owner``: whose memories (default: the agent's).
+
+        When the run ends, the frames it pushed leave the stack (to long-term memory) and the goal and
+        its conclusion stay: a conversation's stack is its goals and answers."""
         llm = self.model()
+        owner = owner or self.owner
+        goal = self.check_goal(goal)
         episode = Episode(goal=goal, model=llm.name)
         episode.stack = stack_name or f"run-{episode.id}"
-        stack = self.stack(episode.stack)
-        ctx = ToolContext(self.settings, owner=self.owner, stack=stack, episode_id=episode.id)
-        if self.memory is not None:
-            ctx.state["memory"] = self.memory
-        owned = set(ctx.state)  # the agent's own parts: not closed with the episode
-        invoker = None
-        if self.library is not None:
-            from stackmind.policies import Invoker
-
-            invoker = Invoker(self.library)
-        run = _Run(episode, ctx, invoker, progress)
-        stack.on_pop = run.left.append
-        stack.push("goal", goal, value=1.0, episode=episode.id)
-        if policies is not None:
-            self._push_policies(stack, goal, policies, run)
+        episode.meta.update(meta or {})
+        episode.meta["status"] = "running"
         strategy = search or self.settings.search
-        usage_before = _snapshot(llm)
-        t0 = time.perf_counter()
-        try:
-            if strategy != "none":
-                self._search(goal, stack, strategy, run)
-            else:
-                episode.answer = self._loop(goal, stack, run, episode.steps, depth=0,
-                                            max_steps=max_steps or self.settings.max_steps,
-                                            fast=policies is None)
-            if episode.answer is not None:
-                stack.push("conclusion", episode.answer, value=0.9, episode=episode.id)
-        finally:
-            stack.on_pop = None
-            _close_tool_state(ctx, keep=owned)
-            episode.meta["usage"] = _usage_since(llm, usage_before)
-            episode.meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
-            episode.meta["owner"] = self.owner
-            if run.pushed:
-                episode.meta["policies"] = run.pushed
-            self.episodes.save(episode)
+        n = samples or self.settings.samples
+        if strategy == "none" and n > 1:
+            strategy = "vote"
+        with self._stack_lock(episode.stack, progress):
+            stack = self.stack(episode.stack)
+            self._clear_interrupted(stack)
+            ctx = ToolContext(self.settings, owner=owner, stack=stack, episode_id=episode.id)
+            if self.memory is not None:
+                ctx.state["memory"] = self.memory
+            owned = set(ctx.state)  # the agent's own parts: not closed with the episode
+            fmt = self.step_format()
+            invoker = Invoker(self.library) if self.library is not None else None
+            run = _Run(episode, ctx, fmt, invoker, progress, on_text, temperature=self.settings.temperature,
+                       seed=self.settings.seed, verify=verify, owner=owner)
+            run.save = lambda: self.episodes.save(episode)
+            mark = len(stack)
+            stack.on_pop = run.left.append
+            self._push_demos(stack, goal, fmt, run)
+            if policies is not None:
+                self._push_policies(stack, goal, policies, run)
+            stack.push("goal", goal, value=PRIOR["goal"], episode=episode.id)
+            run.save()
+            usage_before = dict(llm.usage.to_dict())
+            t0 = time.perf_counter()
+            try:
+                if strategy == "vote":
+                    episode.answer = self._vote(goal, stack, run, max(2, n), max_steps, fast=policies is None)
+                elif strategy != "none":
+                    episode.answer = self._tree_search(goal, stack, strategy, run)
+                else:
+                    episode.answer = self._loop(goal, stack, run, episode.steps, depth=0,
+                                                max_steps=max_steps or self.settings.max_steps,
+                                                fast=policies is None)
+                self._settle(stack, mark, goal, episode)
+                if verify is not None:
+                    episode.reward = float(verify(episode.answer))
+                episode.meta["status"] = "done"
+            except BaseException:
+                episode.meta["status"] = "failed"
+                self._settle(stack, mark, goal, episode)
+                raise
+            finally:
+                stack.on_pop = None
+                _close_tool_state(ctx, keep=owned)
+                episode.meta["usage"] = _usage_since(llm, usage_before)
+                episode.meta["wall_seconds"] = round(time.perf_counter() - t0, 3)
+                episode.meta["owner"] = owner
+                if run.pushed:
+                    episode.meta["policies"] = run.pushed
+                run.save()
         self._remember(episode, run)
         self.learn(episode)
         return episode
+
+    def _settle(self, stack: Stack, mark: int, goal: str, episode: Episode) -> None:
+        """The run's working frames leave the stack (to memory); its goal and conclusion stay."""
+        while len(stack) > mark:
+            stack.pop()
+        stack.push("goal", goal, value=PRIOR["goal"], episode=episode.id)
+        if episode.answer is not None:
+            stack.push("conclusion", episode.answer, value=PRIOR["conclusion"], episode=episode.id)
+
+    def check_goal(self, goal: str) -> str:
+        """The goal as the agent takes it; an empty one, or one larger than the working memory, is refused."""
+        goal = (goal or "").strip()
+        if not goal:
+            raise GoalError("the goal is empty: say what the agent should reach")
+        budget = self.settings.render_budget_tokens
+        n = self.model().count_tokens(goal) if len(goal) < 40 * budget else len(goal) // 4
+        if n > budget * 3 // 4:
+            raise GoalError(f"the goal is about {n} tokens; the agent's working memory holds {budget} "
+                            "(STACKMIND_RENDER_BUDGET_TOKENS), and the goal must leave room for its steps: "
+                            "shorten the goal or raise the budget")
+        return goal
 
     def _loop(self, goal: str, stack: Stack, run: _Run, steps: list[Step], *, depth: int, max_steps: int,
               fast: bool) -> str | None:
@@ -213,88 +299,75 @@ class Agent:
             if run.progress:
                 where = f"step {i + 1}" if depth == 0 else f"sub-goal (depth {depth}) step {i + 1}"
                 run.progress(f"{where}: thinking ...")
-            result = self.step(view, run.ctx, depth=depth, run=run, goal=goal)
-            if (result.answer is None and result.invocation is None and steps
-                    and " ".join(result.reply.split()) == " ".join(steps[-1].thought.split())):
-                result = StepResult(result.reply, ok=False, observation=(
-                    "that repeats your last step; take a different step or give the Final answer"))
-            steps.append(Step(
-                thought=result.reply, action=result.invocation.text if result.invocation else None,
-                observation=result.observation, view=view, substeps=result.substeps,
-                meta={"depth": depth} if depth else {},
-            ))
+            result = self.step(view, goal, run, depth=depth, fmt=self._callable(run, stack.frames()),
+                               thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)))
+            steps.append(Step(thought=result.reply, action=result.step.call.text
+                              if isinstance(result.step, Action) else None,
+                              observation=result.observation, view=view, substeps=result.substeps,
+                              meta={"depth": depth} if depth else {}))
+            if not isinstance(result.step, Action | Thought | Final):
+                steps[-1].meta["format_error"] = True
             failed = not result.ok
+            if run.save is not None and depth == 0:
+                run.save()
             if result.answer is not None:
                 return result.answer
-            if result.policy:
-                continue  # the invoker pushed the call's conclusion
-            if result.invocation is not None:
-                stack.push("action", result.invocation.text, value=0.6, episode=run.episode.id)
-                stack.push("observation", result.observation or "", value=0.7, episode=run.episode.id)
-            elif result.observation is not None:  # an action that named nothing runnable
-                stack.push("observation", result.observation, value=0.6, episode=run.episode.id)
-            else:
-                stack.push("thought", _THOUGHT.sub("", result.reply), value=0.5, episode=run.episode.id)
+            self._push_step(stack, result, run)
         return None
 
-    def step(self, view: str, ctx: ToolContext, *, depth: int = 0, run: _Run | None = None,
-             goal: str | None = None) -> StepResult:
-        """One step: ask the model, then act on what it said."""
+    def step(self, view: str, goal: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None,
+             thought_alone: bool = True) -> StepResult:
+        """One step: ask the model (the grammar makes the reply one step), then act on it."""
+        fmt = fmt or run.fmt
+        stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         reply = self.model().generate(
-            [self.messages(view, goal)], max_tokens=self.settings.max_new_tokens,
-            temperature=self.settings.temperature, seed=self.settings.seed, stop=["\nObservation:", "\n[observation]"],
+            [fmt.messages(view, goal)], max_tokens=self.settings.max_new_tokens,
+            temperature=run.temperature, seed=run.seed, stop=STOP, grammar=fmt.grammar(thought_alone=thought_alone),
+            on_text=stream.feed if stream is not None else None,
         ).texts[0][0].strip()
-        return self.act(reply, view, ctx, depth=depth, run=run, goal=goal)
+        return self.act(reply, run, depth=depth, fmt=fmt)
 
-    def act(self, reply: str, view: str, ctx: ToolContext, *, depth: int = 0, run: _Run | None = None,
-            goal: str | None = None) -> StepResult:
-        """What a reply means: an answer, a tool or policy call (run here), a thought, or a reply
-        that needs correcting (an observation saying what was wrong)."""
-        invocation = next((inv for inv in find_invocations(reply) if self._knows(inv.name)), None)
-        final = _FINAL.search(reply)
-        answer_is_call = bool(final and invocation is not None
-                              and final.group(1).strip().startswith(f"@{invocation.name}("))
-        if final and (invocation is None or final.start() < invocation.start) and not answer_is_call:
-            answer = final.group(1).strip()
-            expr = _restated_expression(answer, goal) if goal is not None else None
-            if expr is None or self.tools.get("python") is None:
-                return StepResult(reply, answer=answer)
-            # "What is 17 * 23?" -> "Final answer: 17 * 23" is the question again, not its value: the
-            # answer is the expression's value, computed in the sandbox like "Final answer: @python(...)".
-            invocation, answer_is_call = find_invocations(f"@python(print({expr}))")[0], True
-        if invocation is not None:
-            if self.tools.get(invocation.name) is None and run is not None and run.invoker is not None:
-                return self._invoke_policy(reply, invocation, ctx, depth, run)
-            observed = self.tools.run(invocation, ctx)
-            # "Final answer: @python(print(...))": the answer is what the call returns (when it works).
-            answer = observed.text.strip() if answer_is_call and observed.ok and observed.text.strip() else None
-            return StepResult(reply, answer=answer, invocation=invocation, observation=observed.text, ok=observed.ok)
-        if _ACTION.match(reply):
-            named = [f"@{inv.name}" for inv in find_invocations(reply)]
-            return StepResult(reply, observation=(
-                f"unknown tool or policy {', '.join(named)}" if named else "an action names a tool: @name(arguments)"
-            ) + f"; available: {', '.join(sorted(self._names()))}", ok=False)
-        if _THOUGHT.match(reply) and reply.strip():
-            return StepResult(reply)
-        if _copies_view(reply, view):  # a small model sometimes continues the stack instead of answering
-            return StepResult(reply, observation="that reply copies the stack; reply with one step: "
-                                                 "Thought: ..., Action: @name(...) or Final answer: ...", ok=False)
-        # A reply in none of the forms is the model answering directly.
-        return StepResult(reply, answer=reply)
+    def act(self, reply: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None) -> StepResult:
+        """What a reply means: a thought, an answer, or a tool or policy call (run here)."""
+        try:
+            step = (fmt or run.fmt).parse(reply)
+        except FormatError as e:
+            return StepResult(reply, None, observation=f"that reply is not one step ({e})", ok=False)
+        if isinstance(step, Thought):
+            return StepResult(reply, step)
+        if isinstance(step, Final):
+            call = self._answer_call(step.answer, run)
+            if call is None:
+                return StepResult(reply, step, answer=step.answer)
+            # "Final answer: @python(print(...))": the answer is what the call returns, when it works.
+            observed = self.tools.run(call, run.ctx)
+            answer = observed.text.strip() if observed.ok and observed.text.strip() else None
+            return StepResult(reply, Action(call, step.thought), answer=answer, observation=observed.text,
+                              ok=observed.ok)
+        if self.tools.get(step.call.name) is None:
+            return self._invoke_policy(reply, step, run, depth)
+        observed = self.tools.run(step.call, run.ctx)
+        return StepResult(reply, step, observation=observed.text, ok=observed.ok)
 
-    def _knows(self, name: str) -> bool:
-        return name in self._names()
+    def _answer_call(self, answer: str, run: _Run):  # noqa: ANN202
+        calls = find_invocations(answer)
+        if calls and calls[0].start == 0 and calls[0].end == len(answer) and self.tools.get(calls[0].name):
+            return calls[0]
+        return None
 
-    def _names(self) -> set[str]:
-        return self.tools.names() | (self.library.names() if self.library is not None else set())
+    def _push_step(self, stack: Stack, result: StepResult, run: _Run) -> None:
+        if result.policy:
+            return  # the invoker pushed the call's conclusion
+        if result.step is None:
+            stack.push_frame(_valued(run.fmt.observation_frame(result.observation or ""), run.episode.id))
+            return
+        for frame in run.fmt.frames(result.step, result.observation):
+            stack.push_frame(_valued(frame, run.episode.id))
 
-    def _invoke_policy(self, reply: str, invocation: Invocation, ctx: ToolContext, depth: int,
-                       run: _Run) -> StepResult:
+    def _invoke_policy(self, reply: str, step: Action, run: _Run, depth: int) -> StepResult:
         """``@name(...)`` of a learning policy: push its examples, solve the sub-goal with this same
         loop, pop, and push the result back (`stackmind.policies.invoke`)."""
-        from stackmind.policies import InvocationError
-
-        assert run.invoker is not None and ctx.stack is not None
+        assert run.invoker is not None and run.ctx.stack is not None
         substeps: list[Step] = []
 
         def solve(subgoal: str, stack: Stack, d: int) -> str:
@@ -302,52 +375,102 @@ class Agent:
             return answer if answer is not None else "(no answer within the sub-goal's step budget)"
 
         try:
-            result = run.invoker.invoke(invocation, ctx.stack, solve, depth)
+            result = run.invoker.invoke(step.call, run.ctx.stack, solve, depth)
         except InvocationError as e:
-            return StepResult(reply, invocation=invocation, observation=str(e), ok=False, substeps=substeps)
-        return StepResult(reply, invocation=invocation, observation=result.result, policy=True, substeps=substeps)
+            return StepResult(reply, step, observation=str(e), ok=False, substeps=substeps)
+        out = StepResult(reply, step, observation=result.result, policy=True, substeps=substeps)
+        return out
 
-    def messages(self, view: str, goal: str | None = None) -> list[Message]:
-        """The step's prompt: the stack's view, then the goal restated last (a small model answers
-        what it read last; the examples that fast learning pushed sit above it)."""
-        described = [self.tools.describe()]
-        if self.library is not None and self.library.names():
-            described.append(self.library.describe())
-        text = "\n".join(d for d in described if d)
-        tool_text = f"Tools and learning policies:\n{text}\n" if text else ""
-        return [
-            {"role": "system", "content": SYSTEM_PROMPT.format(tools=tool_text)},
-            {"role": "user", "content": f"{view}\n\n" + (f"Current goal: {goal}\n" if goal else "") + "Your next step:"},
-        ]
+    # ---- search strategies over the same steps ----------------------------------------------
+    def _vote(self, goal: str, stack: Stack, run: _Run, n: int, max_steps: int | None, fast: bool) -> str | None:
+        """Self-consistency: ``n`` paths sampled at temperature, each on its own copy of the stack, run
+        side by side (the backend batches their steps); the answer most paths reached wins, and that
+        path's frames go on the real stack."""
+        base = stack.frames()
+        store = SQLiteStackStore(Path(":memory:"))
+        temperature = self.settings.vote_temperature
+        paths: list[tuple[str | None, list[Step], Stack, _Run]] = []
 
-    # ---- search -----------------------------------------------------------------------------
-    def _search(self, goal: str, stack: Stack, strategy: str, run: _Run) -> None:
-        """A tree-of-thought search instead of the single path; the tree is kept on the episode."""
-        from stackmind.search import Budget, solve
-        from stackmind.tasks.text import TextGoal
+        def one(k: int) -> tuple[str | None, list[Step], Stack, _Run]:
+            s = Stack(store, f"path-{k}", stack.count_tokens)
+            for f in base:
+                s.push_frame(f)
+            ctx = ToolContext(self.settings, owner=run.owner, stack=s, episode_id=run.episode.id)
+            if self.memory is not None:
+                ctx.state["memory"] = self.memory
+            sub = _Run(run.episode, ctx, run.fmt, Invoker(self.library) if self.library is not None else None,
+                       None, None, temperature=temperature, seed=(run.seed or 0) * 1000 + k, owner=run.owner)
+            steps: list[Step] = []
+            answer = self._loop(goal, s, sub, steps, depth=1, max_steps=max_steps or self.settings.max_steps,
+                                fast=False)
+            _close_tool_state(ctx, keep={"memory"})
+            return answer, steps, s, sub
 
+        if run.progress:
+            run.progress(f"sampling {n} paths ...")
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            paths = list(pool.map(one, range(n)))
+        answers = [_answer_key(a) for a, *_ in paths]
+        counts = Counter(a for a in answers if a is not None)
+        run.episode.meta["vote"] = {"answers": [a for a, *_ in paths], "counts": dict(counts)}
+        if not counts:
+            chosen = 0
+        else:
+            best = max(counts.values())
+            chosen = next(i for i, a in enumerate(answers) if a is not None and counts[a] == best)
+        answer, steps, s, _ = paths[chosen]
+        for st in steps:
+            st.meta.pop("depth", None)
+        run.episode.steps.extend(steps)
+        for f in s.frames()[len(base):]:
+            stack.push_frame(f)
+        store.close()
+        return answer
+
+    def _tree_search(self, goal: str, stack: Stack, strategy: str, run: _Run) -> str | None:
+        """A tree of steps (bfs, dfs, mcts): each node is a stack state; its children are sampled steps,
+        an action's observation part of the child. The tree is kept on the episode."""
         llm = self.model()
-        task = TextGoal(goal)
+        task = StepTree(self, goal, stack.frames(), run)
+        task.verify = run.verify
         scorer = self.scorer
         if scorer is None:
-            from stackmind.value import choose_scorer
-
             scorer, why = choose_scorer(self.settings, llm, task)
             run.episode.meta["scorer"] = why
         budget = Budget(llm_calls=self.settings.search_max_calls, seconds=self.settings.search_max_seconds)
-        result = solve(task, llm, strategy=strategy, scorer=scorer, budget=budget, seed=self.settings.seed,
-                       progress=run.progress)
-        found = result.to_episode(model=llm.name)
-        run.episode.steps.extend(found.steps)
-        run.episode.answer, run.episode.reward, run.episode.tree = found.answer, found.reward, found.tree
-        run.episode.meta["search"] = found.meta["search"]
-        for s in found.steps:
-            stack.push("thought", s.thought, value=s.value if s.value is not None else 0.5, episode=run.episode.id)
+        result = solve(task, llm, strategy=strategy, scorer=scorer, budget=budget,  # type: ignore[arg-type]
+                       seed=self.settings.seed, progress=run.progress, samples=self.settings.search_samples,
+                       temperature=self.settings.vote_temperature)
+        run.episode.tree = result.tree.to_json()
+        run.episode.meta["search"] = result.summary()
+        path = task.path(result)
+        run.episode.steps.extend(s.data["step"] for s in path)
+        for f in (path[-1].data["frames"][len(task.base):] if path else ()):
+            stack.push_frame(f)
+        return result.answer
 
     # ---- fast learning and memory -----------------------------------------------------------
-    def _push_policies(self, stack: Stack, goal: str, policies: Sequence[Policy], run: _Run) -> None:
-        from stackmind.policies import policy_frames
+    def demo_library(self, fmt: StepFormat) -> DemoLibrary:
+        with _DEMO_LOCK:
+            return self._demo_library(fmt)
 
+    def _demo_library(self, fmt: StepFormat) -> DemoLibrary:
+        if self.demos is None:
+            episodes = self.settings.episodes_dir if self.settings.demos_from_episodes else None
+            self.demos = DemoLibrary.load(fmt, default_trace_dirs(self.settings.home), episodes)
+        return self.demos
+
+    def _push_demos(self, stack: Stack, goal: str, fmt: StepFormat, run: _Run) -> None:
+        if self.settings.demos <= 0:
+            return
+        chosen = self.demo_library(fmt).select(goal, self.settings.demos)
+        for d in reversed(chosen):  # the most similar one nearest the goal
+            stack.push("trajectory", d.text, value=PRIOR["trajectory"], source="demo", origin=d.origin,
+                       episode=run.episode.id)
+        if chosen:
+            run.episode.meta["demos"] = [d.origin for d in chosen]
+
+    def _push_policies(self, stack: Stack, goal: str, policies: Sequence[Policy], run: _Run) -> None:
         for policy in policies:
             if self.library is not None and policy.name in self.library:
                 frames = self.library.frames(policy, goal)
@@ -372,8 +495,6 @@ class Agent:
         first step, the newest frame), not already on the stack."""
         if self.memory is None:
             return
-        from stackmind.memory import MemoryStoreError
-
         query = goal
         if not first:
             top = stack.peek()
@@ -381,7 +502,7 @@ class Agent:
                 return
             query = f"{goal}\n{top.text[-500:]}"
         try:
-            found = self.memory.recall(query, owner=self.owner, k=self.settings.recall_k)
+            found = self.memory.recall(query, owner=run.owner, k=self.settings.recall_k)
         except MemoryStoreError as e:
             log.warning("recall failed: %s", e)
             return
@@ -395,8 +516,6 @@ class Agent:
         """Frames that left the stack and the conclusion go to long-term memory."""
         if self.memory is None:
             return
-        from stackmind.memory import MemoryStoreError
-
         items = [f for f in run.left if f.kind in ("thought", "observation", "conclusion")
                  and f.provenance.get("source") != "memory" and f.text.strip()]
         if episode.answer is not None:
@@ -406,7 +525,7 @@ class Agent:
         if not items:
             return
         try:
-            self.memory.store_many(items, owner=self.owner, episode=episode.id)
+            self.memory.store_many(items, owner=run.owner, episode=episode.id)
         except MemoryStoreError as e:
             log.warning("could not store the episode's memories: %s", e)
 
@@ -414,8 +533,6 @@ class Agent:
         """An episode with a reward: hindsight labels, RPEs, and an online value-model update."""
         if not self.settings.learn or episode.reward is None:
             return
-        from stackmind.value import ValueModelError, after_episode
-
         try:
             learned = after_episode(self.settings, episode)
         except ValueModelError as e:
@@ -423,39 +540,167 @@ class Agent:
             return
         episode.meta["learning"] = {"labels": len(learned.labels), "rpe": len(learned.rpe),
                                     "value_version": learned.version}
+        self.episodes.save(episode)
+
+    # ---- one run per named stack -------------------------------------------------------------
+    @contextmanager
+    def _stack_lock(self, name: str, progress: ProgressFn | None) -> Iterator[None]:
+        """Runs on one named stack take turns: each sees only its own frames and the finished runs'."""
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        path = self.settings.home / "locks" / f"stack-{digest}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if progress:
+                progress(f"another run is using the stack {name!r}; waiting for it to finish ...")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _clear_interrupted(self, stack: Stack) -> None:
+        """Frames of runs on this stack that never finished (killed): their goal must not haunt it."""
+        mine = {f.provenance.get("episode") for f in stack.frames() if f.provenance.get("episode")}
+        for ep_id in mine:
+            try:
+                ep = self.episodes.load(ep_id)
+            except (OSError, StackmindError):
+                continue
+            if ep.meta.get("status") != "running":
+                continue
+            kept = [f for f in stack.frames() if f.provenance.get("episode") != ep_id]
+            stack.clear()
+            for f in kept:
+                stack.push_frame(f)
+            ep.meta["status"] = "interrupted"
+            self.episodes.save(ep)
 
 
-_FRAME_LINE = re.compile(r"^\s*\[[a-z_]+\]\s")  # "[goal] ...", "[policy] ...": a line of the rendered stack
+class StepTree:
+    """The agent's steps as a search task (`stackmind.search.base.Task`): a state is the stack's frames
+    after a path of steps; expanding it samples steps in the step format, grammar enforced, and acts
+    on each as the single path does (a tool runs, a policy's sub-goal is solved), so a child holds its
+    action's observation. A Final step ends a path; the goal's verifier (when given) checks it."""
+
+    name = "agent"
+
+    def __init__(self, agent: Agent, goal: str, base: Sequence[Frame], run: _Run) -> None:
+        self.agent, self.goal, self.run = agent, goal, run
+        self.base = tuple(base)
+        self.max_depth = agent.settings.max_steps
+        self.propose_max_tokens = agent.settings.max_new_tokens
+        self.propose_stop = STOP
+        self.propose_grammar = agent._callable(run, self.base).grammar()
+        self.verify: Verifier | None = None
+        self._count = agent.model().count_tokens
+
+    def root(self) -> State:
+        return State((), None, {"frames": self.base, "answer": None})
+
+    def view(self, state: State) -> str:
+        return render_frames(state.data["frames"], self.agent.settings.render_budget_tokens)
+
+    def propose_prompt(self, state: State) -> list[Message]:
+        return self.run.fmt.messages(self.view(state), self.goal)
+
+    def children(self, state: State, completions: Sequence[str]) -> list[State]:
+        out: list[State] = []
+        for reply in completions:
+            view = self.view(state)
+            store = SQLiteStackStore(Path(":memory:"))
+            try:
+                stack = Stack(store, "node", self._count)
+                for f in state.data["frames"]:
+                    stack.push_frame(f)
+                ctx = ToolContext(self.agent.settings, owner=self.run.owner, stack=stack,
+                                  episode_id=self.run.episode.id)
+                sub = _Run(self.run.episode, ctx, self.run.fmt,
+                           Invoker(self.agent.library) if self.agent.library is not None else None, None,
+                           owner=self.run.owner)
+                result = self.agent.act(reply.strip(), sub, fmt=self.agent._callable(sub, state.data["frames"]))
+                _close_tool_state(ctx, keep=set())
+                if result.step is None:
+                    continue  # not a step: nothing to search from
+                if result.answer is None:
+                    self.agent._push_step(stack, result, sub)
+                frames = tuple(stack.frames())
+            finally:
+                store.close()
+            step = Step(thought=result.reply, observation=result.observation, view=view,
+                        action=result.step.call.text if isinstance(result.step, Action) else None)
+            out.append(state.then(result.reply.strip(), frames=frames, answer=result.answer, step=step))
+        return out
+
+    def value_spec(self, state: State) -> ValueSpec:
+        return ValueSpec(GENERIC_VALUE_PROMPT.format(goal=self.goal, steps=state.render() or "(none yet)"), 48,
+                         ("\n\n",))
+
+    def read_value(self, samples: Sequence[str]) -> float:
+        return read_verdicts(samples)
+
+    def is_final(self, state: State) -> bool:
+        return state.data.get("answer") is not None or state.depth >= self.max_depth
+
+    def outcome(self, state: State) -> float | None:
+        answer = state.data.get("answer")
+        if answer is None or self.verify is None:
+            return None
+        return float(self.verify(answer))
+
+    def answer(self, state: State) -> str | None:
+        return state.data.get("answer")
+
+    def path(self, result: SearchResult) -> list[State]:
+        """The states from the root's first child to the chosen node."""
+        if result.best is None:
+            return []
+        return [result.tree.states[n] for n in result.tree.path(result.best)[1:]]
 
 
-_ARITHMETIC = re.compile(r"^[\d\s.()+\-*/%]*\d\s*[+\-*/%]\s*[\d(][\d\s.()+\-*/%]*$")
+class _AnswerStream:
+    """Passes on only the final answer's text from a streamed reply ("Final answer: ..." after any thought)."""
+
+    MARK = "Final answer: "
+
+    def __init__(self, on_text: TextFn) -> None:
+        self.on_text = on_text
+        self.buffer = ""
+        self.sent = 0
+
+    def feed(self, _prompt: int, _sample: int, delta: str) -> None:
+        self.buffer += delta
+        at = self.buffer.find(self.MARK)
+        if at == -1:
+            return
+        start = at + len(self.MARK)
+        text = self.buffer[start:]
+        if len(text) > self.sent:
+            self.on_text(text[self.sent:])
+            self.sent = len(text)
 
 
-def _restated_expression(answer: str, goal: str) -> str | None:
-    """The answer when it is a bare arithmetic expression copied from the goal (so not yet computed)."""
-    expr = " ".join(answer.rstrip(".").split())
-    if not _ARITHMETIC.match(expr):
+def _bare_thought(step: Step, fmt: StepFormat) -> bool:
+    return isinstance(fmt.step_of(step), Thought)
+
+
+def _valued(frame: Frame, episode_id: str) -> Frame:
+    return Frame(frame.kind, frame.text, PRIOR.get(frame.kind, 0.5), {**frame.provenance, "episode": episode_id})
+
+
+def _answer_key(answer: str | None) -> str | None:
+    """Answers that say the same thing vote together (case, spacing and a trailing period aside)."""
+    if answer is None or not answer.strip():
         return None
-    inside = re.search(rf"(?<![\d.]){re.escape(expr.replace(' ', ''))}(?![\d.])", "".join(goal.split()))
-    return expr if inside else None
-
-
-def _copies_view(reply: str, view: str) -> bool:
-    """Whether a reply only continues or repeats the rendered stack (no answer in it)."""
-    if _FRAME_LINE.match(reply):
-        return True
-    text = " ".join(reply.split()).lower()
-    return len(text) >= 12 and text in " ".join(view.split()).lower()
-
-
-def _snapshot(llm: LLM) -> dict[str, float]:
-    return dict(llm.usage.to_dict())
+    return answer_key(answer)
 
 
 def _usage_since(llm: LLM, before: dict[str, float]) -> dict[str, float]:
     now = llm.usage.to_dict()
-    keys = ("calls", "prompts", "prompt_tokens", "completion_tokens", "wall_seconds")
-    return {k: round(now[k] - before[k], 3) for k in keys}
+    keys = ("calls", "prompts", "prompt_tokens", "completion_tokens", "wall_seconds", "cached_tokens")
+    return {k: round(now[k] - before.get(k, 0), 3) for k in keys}
 
 
 def _close_tool_state(ctx: ToolContext, keep: set[str]) -> None:
@@ -470,8 +715,6 @@ def policy_library(settings: Settings, tools: ToolRegistry, warn: ProgressFn | N
     parse is skipped with a warning, never a failure."""
     if not settings.policies:
         return None
-    from stackmind.policies.library import default_policy_dirs, load_lenient
-
     library, problems = load_lenient(default_policy_dirs(settings.home), tools=tools)
     for p in problems:
         if p.severity == "error":
@@ -481,12 +724,7 @@ def policy_library(settings: Settings, tools: ToolRegistry, warn: ProgressFn | N
 
 def default_tools(settings: Settings) -> ToolRegistry:
     """The tools an agent gets: the sandbox's @python, @recall of long-term memory, @wolfram."""
-    from stackmind.tools.python import PythonTool
-    from stackmind.tools.wolfram import WolframTool
-
     registry = ToolRegistry([PythonTool(), WolframTool()])
     if settings.memory:
-        from stackmind.tools.recall import RecallTool
-
         registry.register(RecallTool())
     return registry

@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-Backend = Literal["transformers", "openai", "vllm"]
+Backend = Literal["llamacpp", "transformers", "openai", "vllm"]
 
 
 def _toml_path() -> Path:
@@ -47,10 +47,14 @@ class Settings(BaseSettings):
     cache: Path | None = None
 
     # --- LLM ---------------------------------------------------------------------------------
-    backend: Backend = "transformers"
+    # llamacpp: the embedded GGUF in-process (the default for generation on a CPU); transformers:
+    # in-process torch (what training uses; anyone can choose it); openai: any compatible server;
+    # vllm: in-process vLLM on a GPU host.
+    backend: Backend = "llamacpp"
     # For the openai backend: the served model name (with vLLM, a LoRA adapter's name selects it).
     model: str = "qwen2.5-coder-0.5b-instruct"
-    # A local directory or GGUF file to use instead of the embedded model (transformers backend).
+    # A local model to use instead of the embedded one: a GGUF file (llamacpp) or a Hugging Face
+    # folder (transformers, vllm).
     model_path: Path | None = None
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
@@ -58,16 +62,25 @@ class Settings(BaseSettings):
     openai_timeout_s: float = 120.0
     openai_retries: int = 4
     device: str = "auto"  # auto | cpu | cuda
+    threads: int | None = None  # CPU threads for in-process decoding (default: every core)
     torch_threads: int | None = None
+    llamacpp_slots: int = 8  # sequences llama.cpp decodes together (chats, search branches, samples)
+    llamacpp_ctx: int = 4096  # tokens one sequence may hold (prompt + reply)
     seed: int = 0
 
     # --- Agent --------------------------------------------------------------------------------
     max_steps: int = 6
-    max_new_tokens: int = 192
+    max_new_tokens: int = 320  # one step: a program for @python can be long
     temperature: float = 0.0
-    render_budget_tokens: int = 1024
-    # How `run` reaches a conclusion: the single-path loop ("none"), or a tree-of-thought search.
-    search: Literal["none", "bfs", "dfs", "mcts"] = "none"
+    render_budget_tokens: int = 1536
+    demos: int = 2  # worked examples of similar goals pushed before the first step
+    demos_from_episodes: bool = True  # the agent's own solved episodes are demonstrations too (not in benchmarks)
+    # How `run` reaches a conclusion: the single-path loop ("none"); several sampled paths and the
+    # majority of their answers ("vote", self-consistency); or a tree of steps (bfs, dfs, mcts).
+    search: Literal["none", "vote", "bfs", "dfs", "mcts"] = "none"
+    samples: int = 1  # paths sampled by "vote" (more than 1 with search "none" means vote)
+    vote_temperature: float = 0.7  # sampling temperature of voting paths and tree expansions
+    search_samples: int = 3  # steps sampled per expanded node of a tree search
     search_max_calls: int = 24  # LLM calls one search may make
     search_max_seconds: float = 600.0
     memory: bool = True  # long-term memory: recall before each step, store what leaves the stack

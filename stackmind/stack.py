@@ -13,7 +13,7 @@ recency under a token budget, always keeps goal frames, and keeps stack order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -135,30 +135,63 @@ class Stack:
         return len(self.frames())
 
     def select(self, budget_tokens: int, recency_weight: float = 0.5) -> list[Frame]:
-        """Frames chosen for a prompt, in stack order.
-
-        Goal frames are always kept. The rest compete on ``value + recency_weight * recency``,
-        where recency runs from 0 (bottom) to 1 (top), and are taken greedily while they fit.
-        """
-        frames = self.frames()
-        chosen = {i for i, f in enumerate(frames) if f.kind == "goal"}
-        used = sum(frames[i].tokens for i in chosen)
-        n = max(1, len(frames) - 1)
-        ranked = sorted(
-            (i for i in range(len(frames)) if i not in chosen),
-            key=lambda i: frames[i].value + recency_weight * (i / n),
-            reverse=True,
-        )
-        for i in ranked:
-            if used + frames[i].tokens <= budget_tokens:
-                chosen.add(i)
-                used += frames[i].tokens
-        return [frames[i] for i in sorted(chosen)]
+        """Frames chosen for a prompt, in stack order (`select_frames`)."""
+        return select_frames(self.frames(), budget_tokens, recency_weight)
 
     def render(self, budget_tokens: int, recency_weight: float = 0.5) -> str:
         """The stack as prompt text, value-weighted under a token budget."""
-        return "\n".join(_frame_line(f.kind, f.text) for f in self.select(budget_tokens, recency_weight))
+        return render_frames(self.frames(), budget_tokens, recency_weight)
+
+
+def select_frames(frames: Sequence[Frame], budget_tokens: int, recency_weight: float = 0.5) -> list[Frame]:
+    """Frames chosen for a prompt, in stack order.
+
+    Goal frames are always kept. The rest compete on ``value + recency_weight * recency``, where
+    recency runs from 0 (bottom) to 1 (top), and are taken greedily while they fit."""
+    chosen = {i for i, f in enumerate(frames) if f.kind == "goal"}
+    used = sum(frames[i].tokens for i in chosen)
+    n = max(1, len(frames) - 1)
+    ranked = sorted(
+        (i for i in range(len(frames)) if i not in chosen),
+        key=lambda i: frames[i].value + recency_weight * (i / n),
+        reverse=True,
+    )
+    for i in ranked:
+        if used + frames[i].tokens <= budget_tokens:
+            chosen.add(i)
+            used += frames[i].tokens
+    return [frames[i] for i in sorted(chosen)]
+
+
+def render_frames(frames: Sequence[Frame], budget_tokens: int, recency_weight: float = 0.5) -> str:
+    """Frames as prompt text (one ``[kind] text`` line each), value-weighted under a token budget."""
+    return "\n".join(_frame_line(f.kind, f.text) for f in select_frames(frames, budget_tokens, recency_weight))
+
+
+def frame_tokens(frame: Frame, count_tokens: TokenCounter = approx_tokens) -> Frame:
+    """The frame with its token count filled in (as a stack counts it)."""
+    return frame if frame.tokens else replace(frame, tokens=count_tokens(_frame_line(frame.kind, frame.text)))
+
+
+INDENT = "    "  # continuation lines of a frame's text, in a rendered view
 
 
 def _frame_line(kind: str, text: str) -> str:
-    return f"[{kind}] {text}"
+    """A frame as view text: ``[kind] text``, its later lines indented so the view reads back exactly."""
+    return f"[{kind}] " + text.replace("\n", "\n" + INDENT)
+
+
+def parse_view(view: str) -> list[tuple[str, str]]:
+    """A rendered view back into its frames' (kind, text), exactly (`render_frames` is its inverse)."""
+    out: list[tuple[str, str]] = []
+    for line in view.split("\n"):
+        if line.startswith("[") and "] " in line and line[1:line.index("] ")] in FRAME_KINDS:
+            kind = line[1:line.index("] ")]
+            out.append((kind, line[len(kind) + 3:]))
+        elif out and (line.startswith(INDENT) or not line.strip()):
+            k, t = out[-1]
+            out[-1] = (k, t + "\n" + line[len(INDENT):])
+        elif out:  # a hand-written view without the indentation
+            k, t = out[-1]
+            out[-1] = (k, t + "\n" + line)
+    return out

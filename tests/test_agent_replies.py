@@ -1,4 +1,4 @@
-"""How the loop reads a reply: `Agent.act` takes the reply as text, so these tests need no model;
+"""How the loop acts on a reply: `Agent.act` takes the reply as text, so these tests need no model;
 the tools they call are the real ones (the sandbox runs the Python)."""
 
 from __future__ import annotations
@@ -7,68 +7,68 @@ from collections.abc import Iterator
 
 import pytest
 
-from stackmind.agent import Agent, _close_tool_state, _copies_view, _restated_expression, default_tools
+from stackmind.agent import Agent, GoalError, _close_tool_state, _Run, default_tools
 from stackmind.settings import Settings
+from stackmind.stepformat import Action, Final, Thought
 from stackmind.tools import ToolContext
-
-VIEW = """[policy] Learning policy @analogy: Map the problem onto a familiar one.
-Example:
-  goal: Two pipes fill a tank in 3 hours and 6 hours alone. How long together?
-  response: Like two workers sharing a job: add their rates. Final answer: 2 hours
-[goal] If 5 machines make 5 widgets in 5 minutes, how long do 100 machines take?"""
-
-
-def test_a_reply_that_continues_the_stack_is_not_an_answer() -> None:
-    assert _copies_view("[goal] If 5 machines make 5 widgets in 5 minutes, how long?", VIEW)
-    assert _copies_view("[thought] maybe 100", VIEW)
-    assert _copies_view("Like two workers sharing a job: add their rates.", VIEW)  # an example's text
-
-
-def test_a_direct_answer_is_an_answer() -> None:
-    assert not _copies_view("5 minutes", VIEW)
-    assert not _copies_view("Each machine makes one widget in 5 minutes, so 5 minutes.", VIEW)
-    assert not _copies_view("[5 minutes]", VIEW)
+from stackmind.trace import Episode
 
 
 @pytest.fixture
-def agent_ctx(settings: Settings) -> Iterator[tuple[Agent, ToolContext]]:
+def agent_run(settings: Settings) -> Iterator[tuple[Agent, _Run]]:
+    agent = Agent(settings, tools=default_tools(settings))
     ctx = ToolContext(settings)
-    yield Agent(settings, tools=default_tools(settings)), ctx
+    run = _Run(Episode(goal="g"), ctx, agent.step_format(), None, None)
+    yield agent, run
     _close_tool_state(ctx, keep=set())
 
 
-def _act(agent_ctx: tuple[Agent, ToolContext], reply: str, goal: str):  # type: ignore[no-untyped-def]
-    agent, ctx = agent_ctx
-    return agent.act(reply, f"[goal] {goal}", ctx, goal=goal)
+def test_an_action_runs_its_tool_and_observes_what_it_printed(agent_run) -> None:  # type: ignore[no-untyped-def]
+    agent, run = agent_run
+    r = agent.act("Thought: compute it\nAction: @python(print(17 * 23))", run)
+    assert isinstance(r.step, Action) and r.ok and r.answer is None
+    assert (r.observation or "").strip() == "391"
 
 
-def test_final_answer_that_is_a_call_answers_with_what_the_call_printed(agent_ctx) -> None:  # type: ignore[no-untyped-def]
-    r = _act(agent_ctx, "Final answer: @python(print(2 ** 10))", "What is 2 to the 10th power?")
-    assert r.ok and r.answer == "1024" and r.invocation is not None and r.invocation.name == "python"
-    r = _act(agent_ctx, "Final answer: @python(print(1 / 0))", "What is 1 / 0?")
+def test_a_final_answer_is_the_answer(agent_run) -> None:  # type: ignore[no-untyped-def]
+    agent, run = agent_run
+    r = agent.act("Final answer: 391", run)
+    assert isinstance(r.step, Final) and r.answer == "391" and r.observation is None
+
+
+def test_a_final_answer_that_is_a_call_answers_with_what_the_call_printed(agent_run) -> None:  # type: ignore[no-untyped-def]
+    agent, run = agent_run
+    r = agent.act("Final answer: @python(print(2 ** 10))", run)
+    assert r.ok and r.answer == "1024" and isinstance(r.step, Action)
+    r = agent.act("Final answer: @python(print(1 / 0))", run)
     assert not r.ok and r.answer is None and "ZeroDivisionError" in (r.observation or "")  # no answer from a failure
-    r = _act(agent_ctx, "Action: @nosuch(1)", "Anything")
-    assert not r.ok and r.answer is None and "unknown tool or policy @nosuch" in (r.observation or "")
 
 
-def test_an_answer_restating_the_goal_s_expression_is_computed_in_the_sandbox(agent_ctx) -> None:  # type: ignore[no-untyped-def]
-    goal = "What is 17 * 23? Answer with the number."
-    r = _act(agent_ctx, "Final answer: 17 * 23", goal)
-    assert r.ok and r.answer == "391" and r.invocation is not None and r.invocation.text == "@python(print(17 * 23))"
-    r = _act(agent_ctx, "Final answer: 391", goal)
-    assert r.answer == "391" and r.invocation is None  # a value is an answer as it stands
-    # An expression the goal does not contain is itself the answer (a Game of 24 solution).
-    r = _act(agent_ctx, "Final answer: 4 * 6 * (8 / 8)", "Use 4 6 8 8 and + - * / to make 24.")
-    assert r.answer == "4 * 6 * (8 / 8)" and r.invocation is None
+def test_a_thought_is_a_step_with_nothing_run(agent_run) -> None:  # type: ignore[no-untyped-def]
+    agent, run = agent_run
+    r = agent.act("Thought: the product is large", run)
+    assert isinstance(r.step, Thought) and r.answer is None and r.observation is None
 
 
-def test_which_answers_restate_the_goal() -> None:
-    goal = "What is (12 + 30) * 7? Then what is 2^10?"
-    assert _restated_expression("(12 + 30) * 7.", goal) == "(12 + 30) * 7"
-    assert _restated_expression("12 + 30", goal) == "12 + 30"
-    assert _restated_expression("(12+30)*7", goal) == "(12+30)*7"  # spacing aside
-    assert _restated_expression("2 + 3", goal) is None  # inside the goal's numbers, not an expression of it
-    assert _restated_expression("294", goal) is None  # a number, not an expression
-    assert _restated_expression("2^10", goal) is None  # ^ is not Python's power: not run
-    assert _restated_expression("7 * (12 + 30)", goal) is None  # not the goal's text
-    assert _restated_expression("x * 7", "What is x * 7?") is None
+def test_a_reply_outside_the_format_is_reported_not_guessed(agent_run) -> None:  # type: ignore[no-untyped-def]
+    """Only a backend that enforced no grammar can produce these; they are never taken as an answer."""
+    agent, run = agent_run
+    for reply in ("391", "Action: @nosuch(1)", "[goal] What is 17 * 23?"):
+        r = agent.act(reply, run)
+        assert r.step is None and not r.ok and r.answer is None
+        assert "not one step" in (r.observation or "")
+
+
+def test_an_empty_goal_is_refused(settings: Settings) -> None:
+    agent = Agent(settings, tools=default_tools(settings))
+
+    class Counter:
+        def count_tokens(self, text: str) -> int:
+            return len(text) // 4
+
+    agent.llm = Counter()  # type: ignore[assignment]
+    with pytest.raises(GoalError, match="empty"):
+        agent.check_goal("   ")
+    with pytest.raises(GoalError, match="tokens"):
+        agent.check_goal("word " * 5000)
+    assert agent.check_goal("  What is 2 + 2?  ") == "What is 2 + 2?"

@@ -50,7 +50,7 @@ def discover(settings: Settings, config: ConsolidateConfig) -> Hooks:
             hooks.missing["game24"] = f"{type(e).__name__}: {e}"
     else:
         hooks.missing["game24"] = "no puzzle file configured (STACKMIND_CONSOLIDATE_GAME24_CSV)"
-    policy_checks = _find("stackmind.policies", "consolidation_checks", hooks.missing, "policy tests")
+    policy_checks = _find("stackmind.learning.hooks", "consolidation_checks", hooks.missing, "policy tests")
     if policy_checks is not None:
         hooks.checks.update(policy_checks(settings))
     return hooks

@@ -85,9 +85,9 @@ def _with_learned_policies(settings: Settings, config: ConsolidateConfig) -> Con
 
 def _nightly_synthesis(settings: Settings, root: Path, record: dict[str, Any], say: ProgressFn) -> dict[str, Any]:
     """With ``synthesis`` set (STACKMIND_CONSOLIDATE_SYNTHESIS=1): re-measure the agent's own policies
-    and write new ones (`stackmind.policies.synthesize.nightly`), after the new adapter is promoted;
+    and write new ones (`stackmind.learning.synthesize.nightly`), after the new adapter is promoted;
     recorded in run.json."""
-    from stackmind.policies.synthesize import SynthesisConfig, nightly
+    from stackmind.learning.synthesize import SynthesisConfig, nightly
 
     config = SynthesisConfig()
     say("synthesis: re-measuring kept policies and writing new ones")

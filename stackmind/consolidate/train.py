@@ -17,9 +17,19 @@ from pathlib import Path
 from typing import Any
 
 from stackmind.consolidate.config import ConsolidateConfig
+from stackmind.errors import StackmindError
 
 ProgressFn = Callable[[str], None]
 PROBE_TOKENS = 64  # logits kept from the probe prompt to check that the saved adapter is the trained one
+# Never adapted: in small models the input embeddings are tied to the output layer, and an adapter on
+# either would not transfer faithfully to a llama.cpp GGUF adapter (stackmind/llm/lora_gguf.py refuses
+# it). peft's "all-linear" already leaves the output layer out; naming both here keeps that true for
+# any target_modules setting.
+EXCLUDED_MODULES = ("embed_tokens", "lm_head")
+
+
+class TargetModulesError(StackmindError, ValueError):
+    """The LoRA adapter would adapt a module that must be left alone (the embeddings)."""
 
 
 @dataclass
@@ -90,7 +100,7 @@ def train_lora(
     the trained model's logits so the saved adapter can be checked after reloading.
     """
     from datasets import Dataset as HFDataset
-    from peft import LoraConfig, PeftModel
+    from peft import PeftModel
     from trl import SFTConfig, SFTTrainer
 
     device = pick_device(config.device)
@@ -104,8 +114,7 @@ def train_lora(
         init = f"continue:{current_adapter.name}"
         rank = int(model.peft_config["default"].r)
     else:
-        peft_config = LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, lora_dropout=config.dropout,
-                                 target_modules=config.target_modules, task_type="CAUSAL_LM")
+        peft_config = lora_config(config)
     trainer_dir = run_dir / "trainer"
     args = SFTConfig(
         output_dir=str(trainer_dir),
@@ -136,6 +145,7 @@ def train_lora(
                          callbacks=[_Progress(progress, deadline)])
     from transformers import PrinterCallback
 
+    check_targets(trainer.model)
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout
     last = _last_checkpoint(trainer_dir)
     if last is not None and progress:
@@ -160,6 +170,34 @@ def train_lora(
     train_seconds = next((e["train_runtime"] for e in reversed(log) if "train_runtime" in e), None)
     return TrainResult(out, state.global_step, int(rows_seen), train_seconds or time.perf_counter() - t0, log,
                        stopped, init, rank, device)
+
+
+def lora_config(config: ConsolidateConfig) -> Any:
+    """The peft `LoraConfig` of a fresh adapter: the configured shape, never the embeddings."""
+    from peft import LoraConfig
+
+    targets = config.target_modules
+    named = [targets] if isinstance(targets, str) else list(targets)
+    bad = [t for t in named if t in EXCLUDED_MODULES]
+    if bad:
+        raise TargetModulesError(
+            f"target_modules includes {', '.join(bad)}: the tied embeddings are never adapted (the adapter "
+            "would not transfer to llama.cpp); leave them out of STACKMIND_CONSOLIDATE_TARGET_MODULES")
+    return LoraConfig(r=config.rank, lora_alpha=config.lora_alpha, lora_dropout=config.dropout,
+                      target_modules=targets, exclude_modules=list(EXCLUDED_MODULES), task_type="CAUSAL_LM")
+
+
+def check_targets(model: Any) -> list[str]:
+    """The names of the modules that carry LoRA weights; refuses an adapter on the embeddings
+    (a continued adapter brings its own target_modules, so this looks at the model itself)."""
+    adapted = [name for name, module in model.named_modules()
+               if len(getattr(module, "lora_A", {})) or len(getattr(module, "lora_embedding_A", {}))]
+    bad = [name for name in adapted if name.rsplit(".", 1)[-1] in EXCLUDED_MODULES]
+    if bad:
+        raise TargetModulesError(
+            f"the adapter adapts {', '.join(bad)}: the tied embeddings are never adapted (the adapter would not "
+            "transfer to llama.cpp); start a fresh one (STACKMIND_CONSOLIDATE_INIT=fresh) without them")
+    return adapted
 
 
 def probe_logits(model: Any, tokenizer: Any, messages: list[dict[str, str]],

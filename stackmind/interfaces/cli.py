@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stackmind.interfaces import (  # noqa: F401  (imported for their commands)
+    cli_bench,
     cli_chat,
     cli_consolidate,
     cli_core,

@@ -20,25 +20,26 @@ def run(
     stack: str = typer.Option(None, "--stack", help="Stack to work on (default: a new one per run)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Step budget (default from settings)."),
     search: str = typer.Option(None, "--search",
-                               help="none (the single-path loop) or a tree-of-thought search: bfs, dfs, mcts "
-                                    "(default from settings)."),
+                               help="none (one path), vote (several paths, the majority answer) or a tree "
+                                    "of steps: bfs, dfs, mcts (default from settings)."),
+    samples: int = typer.Option(None, "--samples", help="Paths sampled for --search vote."),
     json: bool = JSON_OPTION,
 ) -> None:
-    """Solve one goal with the agent's loop; print the answer and write the episode."""
-    from stackmind.agent import Agent
+    """Reach one goal with the agent's loop; print the answer and write the episode."""
+    from stackmind.agent import Agent, GoalError
     from stackmind.search import STRATEGIES
 
-    if search is not None and search != "none" and search not in STRATEGIES:
-        raise fail(f"--search takes none, {', '.join(STRATEGIES)}; not {search!r}")
+    if search is not None and search not in ("none", "vote", *STRATEGIES):
+        raise fail(f"--search takes none, vote, {', '.join(STRATEGIES)}; not {search!r}")
     s = settings()
     agent = Agent.from_settings(s, warn=lambda msg: console.print(f"warning: {msg}"))
     try:
         with console.status("loading the model ...") as status:
             agent.model()
             status.update("thinking ...")
-            episode = agent.run(goal, stack_name=stack, max_steps=max_steps, search=search,
+            episode = agent.run(goal, stack_name=stack, max_steps=max_steps, search=search, samples=samples,
                                 progress=lambda msg: status.update(msg))
-    except LLMError as e:
+    except (LLMError, GoalError) as e:
         raise fail(str(e)) from e
     finally:
         agent.close()
@@ -144,3 +145,36 @@ def stack_show(
         out.print(f"\nrender under {budget} tokens:\n{st.render(budget)}")
 
 
+
+
+@app.command()
+def rate(
+    episode: str = typer.Argument(..., help="Episode id (or a unique prefix) in the data dir."),
+    verdict: str = typer.Argument(..., help="good | bad, or a reward in [-1, 1]."),
+) -> None:
+    """Give an episode its reward (as 👍/👎 do in Telegram): the value model learns from it."""
+    from stackmind.agent import Agent
+    from stackmind.interfaces.chat import rate_episode
+    from stackmind.trace import Episode, TraceError
+
+    s = settings()
+    rewards = {"good": 1.0, "bad": -1.0}
+    try:
+        reward = rewards[verdict] if verdict in rewards else float(verdict)
+    except ValueError as e:
+        raise fail(f"the verdict is good, bad or a number in [-1, 1], not {verdict!r}") from e
+    if not -1.0 <= reward <= 1.0:
+        raise fail(f"a reward is between -1 and 1, not {reward}")
+    found = sorted(s.episodes_dir.glob(f"{episode}*.trace.yaml")) if s.episodes_dir.is_dir() else []
+    if len(found) != 1:
+        raise fail(f"no episode {episode!r} in {s.episodes_dir}" if not found else
+                   f"{len(found)} episodes start with {episode!r}: give more of the id")
+    try:
+        ep = Episode.load(found[0])
+    except TraceError as e:
+        raise fail(str(e)) from e
+    agent = Agent(s.model_copy(update={"memory": False}))
+    ep = rate_episode(agent, ep, reward, by="cli")
+    learned = ep.meta.get("learning")
+    out.print(f"episode {ep.id}: reward {reward:+g}" + (f"; value model {learned['value_version']} learned from "
+                                                         f"{learned['labels']} labels" if learned else ""))

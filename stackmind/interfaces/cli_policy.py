@@ -275,8 +275,8 @@ def test_cmd(
     json: bool = JSON_OPTION,
 ) -> None:
     """Run the policy's labelled examples through the agent, pushed vs not; report both pass rates."""
+    from stackmind.learning.trials import AgentRunner, PolicyTestError, run_policy_test
     from stackmind.llm.base import LLMError
-    from stackmind.policies.testing import AgentRunner, PolicyTestError, run_policy_test
 
     if split not in ("all", "train", "heldout"):
         raise fail(f"--split must be all, train or heldout, not {split!r}")
@@ -336,9 +336,9 @@ def synthesize_cmd(
     json: bool = JSON_OPTION,
 ) -> None:
     """One synthesis round by hand: surprises -> clusters -> candidate policies -> grounding -> keep or discard."""
+    from stackmind.learning.synthesize import SynthesisConfig, remeasure, synthesize_round
     from stackmind.llm import load_llm
     from stackmind.llm.base import LLMError
-    from stackmind.policies.synthesize import SynthesisConfig, remeasure, synthesize_round
 
     s = settings()
     config = SynthesisConfig()
@@ -390,8 +390,8 @@ def review_cmd(
     Without --accept or --reject, at a terminal, asks about each candidate pending review."""
     import sys
 
+    from stackmind.learning.synthesize import SynthesisConfig
     from stackmind.policies.review import PolicyStore, ReviewError, summarize
-    from stackmind.policies.synthesize import SynthesisConfig
 
     store = PolicyStore(settings(), SynthesisConfig().learned_dir)
     try:

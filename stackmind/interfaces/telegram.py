@@ -1,13 +1,14 @@
 """The Telegram bot: python-telegram-bot v22 over the shared conversation loop (`chat.py`).
 
-    update ──► allowlist ──► command or message ──► Conversations (one stack per chat,
-               (refuse)                               one memory owner per user)
+    update ──► allowlist ──► command or message ──► Conversations: the agent's loop on one stack
+               (refuse)                               per chat, one memory owner per user
                                  ◄── streamed reply: sendMessage, then throttled editMessageText
                                  ◄── 👍 / 👎 buttons ──► the episode's reward
 
 Long polling by default; a webhook when ``STACKMIND_TELEGRAM_WEBHOOK_URL`` is set. Every send to a
-chat goes through a pacer (about one message a second per chat, and a global cap), and a
-``RetryAfter`` from Telegram is waited out and retried. Handlers never raise into the application:
+chat goes through python-telegram-bot's `AIORateLimiter` (a global cap, group limits, and a
+``RetryAfter`` from Telegram waited out and retried); a streamed answer is edited at most about once a
+second. Handlers never raise into the application:
 errors are logged (with the token redacted) and answered politely. Shutdown stops taking updates,
 lets answers and /think runs in flight finish (up to a grace period) and delivers them.
 """
@@ -15,7 +16,6 @@ lets answers and /think runs in flight finish (up to a grace period) and deliver
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import signal
 import time
@@ -27,8 +27,9 @@ from pydantic import field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ChatAction, MessageLimit
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import (
+    AIORateLimiter,
     Application,
     ApplicationBuilder,
     CallbackQueryHandler,
@@ -101,44 +102,6 @@ class TelegramSettings(BaseSettings):
         return v
 
 
-# ---- pacing: flood limits per chat and overall ------------------------------------------------
-
-class Pacer:
-    """At most one call per ``interval_s`` per chat and ``per_s`` overall; waits out RetryAfter."""
-
-    def __init__(self, interval_s: float, per_s: float) -> None:
-        self.interval_s = interval_s
-        self.global_gap = 1.0 / per_s if per_s > 0 else 0.0
-        self._chat_locks: dict[int, asyncio.Lock] = {}
-        self._chat_last: dict[int, float] = {}
-        self._global_lock = asyncio.Lock()
-        self._global_last = 0.0
-
-    async def call(self, chat_id: int, fn: Callable[[], Awaitable[Any]], retries: int = 3) -> Any:
-        lock = self._chat_locks.setdefault(chat_id, asyncio.Lock())
-        async with lock:
-            for attempt in range(retries + 1):
-                wait = self._chat_last.get(chat_id, 0.0) + self.interval_s - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                async with self._global_lock:
-                    gap = self._global_last + self.global_gap - time.monotonic()
-                    if gap > 0:
-                        await asyncio.sleep(gap)
-                    self._global_last = time.monotonic()
-                self._chat_last[chat_id] = time.monotonic()
-                try:
-                    return await fn()
-                except RetryAfter as e:
-                    delay = e.retry_after
-                    seconds = delay.total_seconds() if isinstance(delay, dt.timedelta) else float(delay)
-                    if attempt == retries:
-                        raise
-                    log.warning("Telegram asks to wait %.0f s before writing to chat %s", seconds, chat_id)
-                    self._chat_last[chat_id] = time.monotonic() + seconds
-            return None
-
-
 # ---- streaming one answer ---------------------------------------------------------------------
 
 @dataclass
@@ -146,7 +109,7 @@ class _Stream:
     """One answer being written: a message sent on the first partial text, then edited."""
 
     bot: Any
-    pacer: Pacer
+    interval_s: float  # between edits of one message (Telegram: about one a second per chat)
     chat_id: int
     reply_to: int | None
     message_id: int | None = None
@@ -174,17 +137,18 @@ class _Stream:
                 await self._show(text)
             except TelegramError as e:  # a preview that fails is not fatal: the final text is sent
                 log.warning("could not show a partial answer in chat %s: %s", self.chat_id, e)
+            await asyncio.sleep(self.interval_s)
 
     async def _show(self, text: str, markup: InlineKeyboardMarkup | None = None) -> None:
         if self.message_id is None:
-            msg = await self.pacer.call(self.chat_id, lambda: self.bot.send_message(
-                self.chat_id, text, reply_markup=markup, reply_parameters=_reply_to(self.reply_to)))
+            msg = await self.bot.send_message(self.chat_id, text, reply_markup=markup,
+                                              reply_parameters=_reply_to(self.reply_to))
             self.message_id = msg.message_id
             self.first_shown_at = time.perf_counter()
         else:
             try:
-                await self.pacer.call(self.chat_id, lambda: self.bot.edit_message_text(
-                    text, chat_id=self.chat_id, message_id=self.message_id, reply_markup=markup))
+                await self.bot.edit_message_text(text, chat_id=self.chat_id, message_id=self.message_id,
+                                                 reply_markup=markup)
             except BadRequest as e:
                 if "not modified" not in str(e).lower():
                     raise
@@ -204,8 +168,7 @@ class _Stream:
             if i == 0:
                 await self._show(piece, markup if last else None)
             else:
-                await self.pacer.call(self.chat_id, lambda p=piece, m=(markup if last else None): self.bot.send_message(
-                    self.chat_id, p, reply_markup=m))
+                await self.bot.send_message(self.chat_id, piece, reply_markup=markup if last else None)
 
     async def abandon(self) -> None:
         if self._task is not None:
@@ -236,7 +199,6 @@ class StackmindBot:
         self.conversations = conversations
         self.config = config
         self.allowed = frozenset(config.allowed_users)
-        self.pacer = Pacer(config.chat_interval_s, config.global_per_s)
         self._refused_at: dict[int, float] = {}
         self._outstanding: dict[int, int] = {}  # per chat: answers being worked on (typing indicator)
         self._typing: dict[int, asyncio.Task[None]] = {}
@@ -303,7 +265,7 @@ class StackmindBot:
                     "ask its owner to add it to STACKMIND_TELEGRAM_ALLOWED_USERS.")
         log.info("refused user %s (not on the allowlist)", uid)
         chat_id = update.effective_chat.id
-        await self.pacer.call(chat_id, lambda: update.get_bot().send_message(chat_id, text))
+        await update.get_bot().send_message(chat_id, text)
 
     async def _apologise(self, update: Update | None, error: BaseException) -> None:
         log.error("error while handling an update: %s", error, exc_info=error)
@@ -317,7 +279,7 @@ class StackmindBot:
             if update.callback_query is not None:
                 await update.callback_query.answer(text[:200])
             else:
-                await self.pacer.call(chat_id, lambda: update.get_bot().send_message(chat_id, text))
+                await update.get_bot().send_message(chat_id, text)
         except Exception as e:  # the apology itself failed (network down): logging is all we can do
             log.error("could not tell chat %s about an error: %s", chat_id, e)
 
@@ -326,8 +288,7 @@ class StackmindBot:
 
     async def send(self, chat_id: int, text: str, reply_to: int | None = None) -> None:
         for piece in split_message(text, MAX_TEXT):
-            await self.pacer.call(chat_id, lambda p=piece: self._bot.send_message(
-                chat_id, p, reply_parameters=_reply_to(reply_to)))
+            await self._bot.send_message(chat_id, piece, reply_parameters=_reply_to(reply_to))
 
     # ---- typing indicator ----------------------------------------------------------------------
     def _busy(self, chat_id: int, delta: int) -> None:
@@ -384,7 +345,7 @@ class StackmindBot:
         self._bot = context.bot
         assert update.message is not None and update.effective_chat is not None
         chat_id = update.effective_chat.id
-        stream = _Stream(context.bot, self.pacer, chat_id, update.message.message_id)
+        stream = _Stream(context.bot, self.config.chat_interval_s, chat_id, update.message.message_id)
         self._busy(chat_id, +1)
         try:
             reply: Reply = await self.conversations.say(self.chat_ref(update), update.message.text or "", stream.partial)
@@ -409,8 +370,8 @@ class StackmindBot:
         if not goal:
             await self.send(chat_id, "Usage: /think GOAL, for example /think what is 17 * 23?")
             return
-        await self.pacer.call(chat_id, lambda: context.bot.send_message(
-            chat_id, f"Thinking about: {goal}", reply_parameters=_reply_to(update.message.message_id)))
+        await context.bot.send_message(chat_id, f"Thinking about: {goal}",
+                                       reply_parameters=_reply_to(update.message.message_id))
         task = asyncio.create_task(self._think(update, context, goal))
         self._thinks.add(task)
         task.add_done_callback(self._thinks.discard)
@@ -418,7 +379,7 @@ class StackmindBot:
     async def _think(self, update: Update, context: ContextTypes.DEFAULT_TYPE, goal: str) -> None:
         assert update.message is not None and update.effective_chat is not None
         chat_id = update.effective_chat.id
-        progress = _Stream(context.bot, self.pacer, chat_id, update.message.message_id)
+        progress = _Stream(context.bot, self.config.chat_interval_s, chat_id, update.message.message_id)
         self._busy(chat_id, +1)
         try:
             episode = await self.conversations.think(
@@ -426,7 +387,7 @@ class StackmindBot:
             await progress.abandon()
             answer = episode.answer or "I did not reach a conclusion within my step budget."
             text = f"Conclusion ({len(episode.steps)} steps): {answer}"
-            final = _Stream(context.bot, self.pacer, chat_id, update.message.message_id)
+            final = _Stream(context.bot, self.config.chat_interval_s, chat_id, update.message.message_id)
             await final.finish(text, thumbs(episode.id))
             self.replies += 1
         except Exception as e:
@@ -470,6 +431,8 @@ def build_application(token: str, bot: StackmindBot, config: TelegramSettings) -
         .base_url(config.base_url)
         .base_file_url(config.base_file_url)
         .concurrent_updates(True)  # chats are served side by side; the loop keeps each chat in order
+        # Telegram's flood limits (overall, per group) and its RetryAfter answers: the library's limiter.
+        .rate_limiter(AIORateLimiter(overall_max_rate=config.global_per_s, max_retries=3))
         .get_updates_read_timeout(config.poll_timeout_s + 10)
         .build()
     )

@@ -1,6 +1,8 @@
 """The LLM layer: one interface (`LLM` over a `Backend`), several backends.
 
-- ``transformers``: in-process, the embedded default (Qwen2.5-Coder-0.5B-Instruct from PyPI);
+- ``llamacpp``: in-process llama.cpp on the embedded GGUF file, the default for generation on a CPU
+  (continuous batching, prefix reuse, grammars, streaming, LoRA adapters);
+- ``transformers``: in-process torch on the dequantized embedded model (what training uses);
 - ``openai``: any OpenAI-compatible server (vLLM in production);
 - ``vllm``: in-process vLLM on a GPU host (optional extra).
 """
@@ -43,9 +45,13 @@ def load_backend(settings: Settings) -> Backend:
         from stackmind.llm.vllm import VLLMBackend
 
         return VLLMBackend(settings.model_path or ensure_model(settings))
-    from stackmind.llm.transformers import embedded_backend
+    if settings.backend == "transformers":
+        from stackmind.llm.transformers import embedded_backend
 
-    return embedded_backend(settings)
+        return embedded_backend(settings)
+    from stackmind.llm.llamacpp import embedded_llamacpp
+
+    return embedded_llamacpp(settings)
 
 
 def load_llm(settings: Settings) -> LLM:

@@ -9,7 +9,7 @@ benchmarks read. Test doubles implement `Backend`; nothing reaches around it.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -33,6 +33,11 @@ class Request:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     adapter: str | None = None  # a LoRA adapter by name (vLLM serves adapters as model names)
+    # A grammar (GBNF, root rule ``root``) every sample must follow; the backend enforces it while decoding.
+    grammar: str | None = None
+    # Streaming: called with (prompt index, sample index, new text) as text is generated. The text a
+    # completion returns is the concatenation of what was streamed for it.
+    on_text: Callable[[int, int, str], None] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class Completion:
     texts: list[str]
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens reused from the backend's cache (not evaluated again)
 
 
 @dataclass
@@ -51,6 +57,7 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_seconds: float = 0.0
+    cached_tokens: int = 0  # of prompt_tokens, those reused from the cache: evaluated = prompt - cached
 
     def add(self, other: Usage) -> None:
         self.calls += other.calls
@@ -58,6 +65,7 @@ class Usage:
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.wall_seconds += other.wall_seconds
+        self.cached_tokens += other.cached_tokens
 
     @property
     def tokens_per_second(self) -> float:
@@ -68,6 +76,7 @@ class Usage:
             "calls": self.calls, "prompts": self.prompts, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens, "wall_seconds": round(self.wall_seconds, 3),
             "completion_tokens_per_s": round(self.tokens_per_second, 3),
+            "cached_tokens": self.cached_tokens,
         }
 
 
@@ -128,12 +137,14 @@ class LLM:
         stop: Sequence[str] = (),
         seed: int | None = None,
         adapter: str | None = None,
+        grammar: str | None = None,
+        on_text: Callable[[int, int, str], None] | None = None,
     ) -> Generation:
         if isinstance(prompts, str):
             raise TypeError("generate takes a list of prompts; wrap a single prompt in a list")
         request = Request(
             prompts=list(prompts), n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p,
-            stop=tuple(stop), seed=seed, adapter=adapter,
+            stop=tuple(stop), seed=seed, adapter=adapter, grammar=grammar, on_text=on_text,
         )
         if not request.prompts:
             return Generation(texts=[])
@@ -146,7 +157,7 @@ class LLM:
             calls=1, prompts=len(request.prompts),
             prompt_tokens=sum(c.prompt_tokens for c in completions),
             completion_tokens=sum(c.completion_tokens for c in completions),
-            wall_seconds=wall,
+            wall_seconds=wall, cached_tokens=sum(c.cached_tokens for c in completions),
         )
         self.usage.add(usage)
         return Generation(texts=[c.texts for c in completions], usage=usage)

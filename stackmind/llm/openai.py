@@ -1,7 +1,9 @@
 """Backend for any OpenAI-compatible server (vLLM in production, llama.cpp's server in tests).
 
 Each prompt of a batch is one request, sent concurrently under a concurrency limit; chat message
-lists go to ``/v1/chat/completions``, plain strings to ``/v1/completions``. Connection errors,
+lists go to ``/v1/chat/completions``, plain strings to ``/v1/completions``. A request's grammar
+(GBNF) goes in the ``grammar`` field (llama.cpp's servers) and in ``structured_outputs`` (vLLM), so the
+server enforces it. With ``on_text`` a one-sample request streams (server-sent events). Connection errors,
 timeouts, 429 and 5xx are retried with exponential backoff; a server that stays down gives an
 `LLMError` that says where and what to check. A LoRA adapter is selected by name through the
 ``model`` field, as vLLM serves adapters.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import random
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -68,8 +71,14 @@ class OpenAIBackend:
             if want <= 0:
                 break
             body = self._body(prompt, request, want, seed_offset=len(texts))
+            path = "/chat/completions" if isinstance(prompt, list) else "/completions"
             async with sem:
-                data = await self._post(client, "/chat/completions" if isinstance(prompt, list) else "/completions", body)
+                if request.on_text is not None and want == 1:
+                    index = request.prompts.index(prompt)
+                    data = await self._stream(client, path, body,
+                                              lambda delta, i=index: request.on_text(i, 0, delta))  # type: ignore[misc]
+                else:
+                    data = await self._post(client, path, body)
             choices = data.get("choices") or []
             if not choices:
                 raise LLMError(f"{self.base_url} answered without choices: {str(data)[:200]}")
@@ -94,7 +103,42 @@ class OpenAIBackend:
             body["stop"] = list(request.stop)
         if request.seed is not None:
             body["seed"] = request.seed + seed_offset
+        if request.grammar:
+            # llama.cpp's servers read GBNF from "grammar"; vLLM from structured_outputs (it ignores the other).
+            body["grammar"] = request.grammar
+            body["structured_outputs"] = {"grammar": request.grammar}
         return body
+
+    async def _stream(self, client: httpx.AsyncClient, path: str, body: dict[str, Any],
+                      on_delta: Any) -> dict[str, Any]:
+        """One streamed completion (server-sent events), assembled into the shape of a plain answer."""
+        url = self.base_url + path
+        text, usage = "", {}
+        try:
+            async with client.stream("POST", url, json={**body, "stream": True,
+                                                        "stream_options": {"include_usage": True}}) as r:
+                if r.status_code >= 400:
+                    detail = (await r.aread()).decode("utf-8", "replace")[:300]
+                    raise LLMError(f"{url} refused the streamed request (HTTP {r.status_code}: {detail})")
+                async for line in r.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    try:
+                        event = json.loads(payload)
+                    except ValueError as e:
+                        raise LLMError(f"{url} streamed something that is not JSON: {payload[:200]!r}") from e
+                    usage = event.get("usage") or usage
+                    for c in event.get("choices") or []:
+                        delta = (c.get("delta") or {}).get("content") if "delta" in c else c.get("text")
+                        if delta:
+                            text += delta
+                            on_delta(delta)
+        except httpx.TransportError as e:
+            raise LLMError(f"the streamed request to {url} failed ({type(e).__name__}: {e})") from e
+        return {"choices": [{"text": text}], "usage": usage}
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.base_url + path

@@ -1,5 +1,8 @@
 """Learning policies: the file format, the library, fast learning onto the stack, composite calls.
 
+(What runs the agent to measure a policy, ground it or write new ones lives above the agent, in
+`stackmind.learning`: trials, grounding, synthesis.)
+
     library = PolicyLibrary.load(["policies"])          # every problem located, or FileProblems
     for policy in library.select(goal, state):          # fast learning: which to push now
         for frame in library.frames(policy, goal, state):
@@ -31,12 +34,11 @@ from stackmind.policies.library import (
 from stackmind.policies.parser import FileProblems, Problem, load_policy, load_trace, parse_policy, read
 from stackmind.policies.schema import Example, Matcher, Policy, json_schema
 from stackmind.policies.slow import SFTExample, sft_examples
-from stackmind.policies.testing import consolidation_checks
 
 __all__ = [
     "BUILTIN_TOOLS", "CheckReport", "Example", "FileProblems", "InvocationError", "InvocationResult",
     "Invoker", "Matcher", "Policy", "PolicyCycleError", "PolicyDepthError", "PolicyLibrary",
     "PolicyNameError", "Problem", "SFTExample", "Selected", "Selector", "bind_arguments", "check", "composite_graph",
-    "consolidation_checks", "cycles", "estimate_prediction_error", "json_schema", "load_policy", "load_trace", "minilm_embed",
+    "cycles", "estimate_prediction_error", "json_schema", "load_policy", "load_trace", "minilm_embed",
     "parse_policy", "policy_frames", "read", "sft_examples",
 ]

@@ -32,7 +32,8 @@ from stackmind.stack import Frame
 if TYPE_CHECKING:
     from stackmind.policies.library import PolicyLibrary
 
-DEFAULT_SIMILARITY = 0.45
+DEFAULT_SIMILARITY = 0.6
+RELEVANT = 0.35  # an error-triggered policy must still be about the goal this much
 DEFAULT_ERROR = 0.5
 DEFAULT_LIMIT = 2
 
@@ -100,7 +101,8 @@ class Selector:
         policies = [p for p in self.library if p.training.fast is not None]
         if not policies:
             return []
-        query = self._embed([_query_text(goal, state)])[0] if any(
+        # Relevance is judged on the goal: the stack's latest lines would pull in whatever they mention.
+        query = self._embed([goal.strip()])[0] if any(
             p.training.fast and p.training.fast.trigger != "always" for p in policies) else None
         pe = estimate_prediction_error(state) if prediction_error is None else prediction_error
         always: list[Selected] = []
@@ -117,7 +119,7 @@ class Selector:
                 if sim >= (fast.threshold if fast.threshold is not None else DEFAULT_SIMILARITY):
                     fired.append((sim, Selected(p, "similarity", sim)))
             elif fast.trigger == "prediction_error":
-                if pe >= (fast.threshold if fast.threshold is not None else DEFAULT_ERROR):
+                if pe >= (fast.threshold if fast.threshold is not None else DEFAULT_ERROR) and sim >= RELEVANT:
                     fired.append((1.0 + sim, Selected(p, "prediction_error", pe)))
             elif fast.trigger == "reward_prediction_error":
                 # Inactive until the value model records RPE and the agent passes it.
@@ -153,7 +155,9 @@ def policy_frames(policy: Policy, examples: Sequence = (), trajectories: int = 1
     """A policy as frames: one ``policy`` frame (what it does, its examples) and its best
     grounding trajectories as ``trajectory`` frames."""
     examples = list(examples) or policy.train_examples()[:3]
-    lines = [f"Learning policy @{policy.name}: {policy.description.strip()}"]
+    params = ", ".join(f"{a.name}=..." for a in policy.parameters)
+    lines = [f"Learning policy @{policy.name}: {policy.description.strip()}",
+             f"Call it as an action: @{policy.name}({params})"]
     for e in examples:
         lines.append("Example:")
         lines.append(f"  goal: {_one_line(e.goal)}")

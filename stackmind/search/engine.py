@@ -155,7 +155,7 @@ class Search:
         prompts = [self.task.propose_prompt(self.tree.states[n]) for n in todo]
         gen = self.llm.generate(
             prompts, n=self.samples, max_tokens=self.task.propose_max_tokens, temperature=self.temperature,
-            stop=self.task.propose_stop, seed=self.seed,
+            stop=self.task.propose_stop, seed=self.seed, grammar=getattr(self.task, "propose_grammar", None),
         )
         self.expansions += 1
         out: dict[int, list[int]] = {n: [] for n in nodes}

@@ -19,7 +19,7 @@ candidates never passes a numeric check because one of them is right.
 Numbers are `fractions.Fraction`, exact: products of large numbers (18 digits and more) compare
 without float rounding. ``float(x)`` gives a float where one is wanted.
 
-(`stackmind.policies.testing` has an older float ``last_number``; this module's `last_number` is
+(`stackmind.learning.trials` has an older float ``last_number``; this module's `last_number` is
 meant to replace it.)
 """
 
@@ -221,3 +221,15 @@ def split_list(text: str) -> list[str]:
     text = re.sub(r"(?i),?\s+and\s+", ",", text)
     parts = re.split(r"[,;]", text) if re.search(r"[,;]", text) else text.split()
     return [clean(p) for p in parts if clean(p)]
+
+
+def answer_key(text: str | None) -> str | None:
+    """What an answer says, as a key: answers that say the same thing (``391``, ``391.0``, ``$391``,
+    ``Final answer: 391.``) have one key, so several sampled answers can be counted as votes."""
+    span = clean(answer_span(text))
+    if not span:
+        return None
+    value = normalize_number(span)
+    if value is not None:
+        return f"#{value}"
+    return normalize_text(span)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stackmind.policies import Matcher, check, parse_policy, sft_examples
-from stackmind.policies.testing import PolicyTestError, cases_for, last_number, matches
+from stackmind.learning.trials import PolicyTestError, cases_for, last_number, matches
 from stackmind.trace import Episode
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,10 +15,10 @@ import pytest
 from synthesis_episodes import HELDOUT, WRITTEN, episodes
 from typer.testing import CliRunner
 
-from stackmind.policies.grounding import Grounding, HeldoutTask, StackTrial, game24_task
+from stackmind.learning.grounding import Grounding, HeldoutTask, StackTrial, game24_task
 from stackmind.policies.library import PolicyLibrary, check, default_policy_dirs
 from stackmind.policies.review import PolicyStore, ReviewError, atomic_write
-from stackmind.policies.synthesize import (
+from stackmind.learning.synthesize import (
     RoundReport,
     SynthesisConfig,
     apply_repairs,

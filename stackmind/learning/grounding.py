@@ -7,38 +7,31 @@ investment (ROI; the notes: "high reward, minimal space"). A candidate is kept w
 and its ROI reaches the threshold.
 
     tasks = [HeldoutTask("What is 41 * 99?", "4059")]
-    result = ground(policy, tasks, StackTrial(llm), roi_threshold=2e-4)
+    result = ground(policy, tasks, AgentTrial(settings, llm), roi_threshold=2e-4)
     result.gain, result.stack_tokens, result.roi, result.keep
 
-`StackTrial` is one batched step (all tasks, both arms, ONE generate call): the rendered stack
-(policy frames, then the goal) and an instruction to show the working and end with "Final answer:".
-`AgentTrial` runs the agent's whole loop instead (``Agent.run(goal, policies=[...])``): faithful,
-sequential, slow on a CPU.
+`AgentTrial` runs the agent's own loop on every task, once with ``policies=[policy]`` and once with
+none (the same step format, tools, budget and seed otherwise); the runs go side by side, so the LLM
+layer batches their steps.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from stackmind.agent import Agent
+from stackmind.learning.trials import matches
 from stackmind.policies.fast import policy_frames
 from stackmind.policies.schema import Matcher, Policy
-from stackmind.policies.testing import matches
-from stackmind.stack import Frame, Stack
-from stackmind.storage import SQLiteStackStore
+from stackmind.stack import Frame
+from stackmind.tasks.answers import answer_span
 
 CHECKS = ("exact", "contains", "numeric", "regex", "game24")
-_FINAL = re.compile(r"(?is)\bfinal answer\s*:\s*(.+)")
-_G24 = re.compile(r"^Use ([\d ]+) once each with \+ - \* / to make 24\.$")
-
-TRIAL_SYSTEM = (
-    "You are stackmind. Your working memory (the stack) is shown as lines like \"[goal] ...\" and "
-    "\"[policy] ...\"; learning policies show worked examples. Solve the goal: show your working in one or "
-    "two short lines, then end with \"Final answer: <answer>\"."
-)
+_G24 = re.compile(r"^Use ([\d ]+) once each with \+ - \* / (?:and parentheses )?to make 24\.")
 
 ProgressFn = Callable[[str], None]
 
@@ -86,8 +79,8 @@ def game24_task(numbers: Sequence[int], origin: str = "") -> HeldoutTask:
 
 
 def final_answer(reply: str) -> str:
-    m = _FINAL.search(reply)
-    return (m.group(1) if m else reply).strip()
+    """The answer a reply states (after "Final answer:", else its last line)."""
+    return answer_span(reply).strip()
 
 
 # ---- trials -----------------------------------------------------------------------------------
@@ -110,68 +103,38 @@ def trial_frames(policy: Policy) -> list[Frame]:
 
 
 @dataclass
-class StackTrial:
-    """One batched step per task and arm: render a real `Stack` (policy frames, goal) under the
-    token budget, ask the model once. Both arms differ only in the pushed frames."""
-
-    llm: Any  # stackmind.llm.LLM
-    max_tokens: int = 64
-    seed: int = 0
-    render_budget_tokens: int = 1024
-    name: str = "stack-step"
-
-    def prompts(self, tasks: Sequence[HeldoutTask], policy: Policy | None) -> tuple[list[list[dict[str, str]]], int]:
-        """One step's prompt per task, with ``policy``'s frames pushed (or none); and their stack tokens."""
-        store = SQLiteStackStore(Path(":memory:"))
-        try:
-            prompts, tokens = [], 0
-            for i, task in enumerate(tasks):
-                stack = Stack(store, f"trial-{int(policy is not None)}-{i}", self.llm.count_tokens)
-                if policy is not None:
-                    frames = [stack.push_frame(f) for f in trial_frames(policy)]
-                    tokens = sum(f.tokens for f in frames)
-                stack.push("goal", task.goal, value=1.0)
-                view = stack.render(self.render_budget_tokens)
-                prompts.append([{"role": "system", "content": TRIAL_SYSTEM},
-                                {"role": "user", "content": f"{view}\n\nCurrent goal: {task.goal}"}])
-        finally:
-            store.close()
-        return prompts, tokens
-
-    def run(self, tasks: Sequence[HeldoutTask], policy: Policy) -> tuple[list[str], list[str], int]:
-        pushed, tokens = self.prompts(tasks, policy)
-        bare, _ = self.prompts(tasks, None)
-        gen = self.llm.generate(pushed + bare, max_tokens=self.max_tokens, temperature=0.0, seed=self.seed)
-        replies = [t[0] for t in gen.texts]
-        return replies[: len(tasks)], replies[len(tasks):], tokens
-
-
-@dataclass
 class AgentTrial:
     """The agent's own loop per task and arm (``Agent.run(goal, policies=[policy] or [])``), with
-    memory and online learning off so that trials leave no trace in what the agent learns from."""
+    memory and online learning off so that trials leave no trace in what the agent learns from.
+    ``concurrency`` runs go at once (their steps share the LLM's batches)."""
 
     settings: Any  # stackmind.settings.Settings
     llm: Any = None
-    max_steps: int = 3
+    max_steps: int = 4
+    concurrency: int = 4
     name: str = "agent"
 
     def run(self, tasks: Sequence[HeldoutTask], policy: Policy) -> tuple[list[str], list[str], int]:
-        from stackmind.agent import Agent
-
         s = self.settings.model_copy(update={"memory": False, "learn": False, "search": "none",
+                                             "demos_from_episodes": False,
                                              "home": self.settings.home / "synthesis" / "trials"})
-        agent = Agent.from_settings(s, llm=self.llm)
-        agent.library = None
-        pushed, bare = [], []
-        for task in tasks:
-            for arm, out in ((True, pushed), (False, bare)):
-                ep = agent.run(task.goal, max_steps=self.max_steps, policies=[policy] if arm else [])
-                out.append(f"Final answer: {ep.answer}" if ep.answer is not None else "")
-        counter = agent.model().count_tokens
-        tokens = sum(counter(f"[{f.kind}] {f.text}") for f in trial_frames(policy))
-        agent.close()
-        return pushed, bare, tokens
+        agent = Agent.from_settings(s, llm=self.llm, warn=lambda m: None)
+        agent.library = None  # exactly the policy under trial, or none: no fast learning of its own
+
+        def one(job: tuple[HeldoutTask, bool]) -> str:
+            task, arm = job
+            ep = agent.run(task.goal, max_steps=self.max_steps, policies=[policy] if arm else [])
+            return f"Final answer: {ep.answer}" if ep.answer is not None else ""
+
+        jobs = [(t, arm) for t in tasks for arm in (True, False)]
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
+                replies = list(pool.map(one, jobs))
+            counter = agent.model().count_tokens
+            tokens = sum(counter(f"[{f.kind}] {f.text}") for f in trial_frames(policy))
+        finally:
+            agent.close()
+        return replies[0::2], replies[1::2], tokens
 
 
 # ---- the experiment ---------------------------------------------------------------------------

@@ -11,20 +11,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+from stackmind.agent import Agent
 from stackmind.errors import StackmindError
 from stackmind.policies.schema import Example, Matcher, Policy
-
-if TYPE_CHECKING:
-    from stackmind.settings import Settings
-    from stackmind.trace import Episode
+from stackmind.settings import Settings
+from stackmind.tasks import answers
+from stackmind.trace import Episode
 
 TestSplit = Literal["all", "train", "heldout"]
 Judge = Callable[[str], str]  # prompt -> the model's reply
 ProgressFn = Callable[[str], None]
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+(?:\.\d+)?)?")
 
 
 class PolicyTestError(StackmindError, RuntimeError):
@@ -40,14 +39,8 @@ def _norm(text: str, ignore_case: bool) -> str:
 
 def last_number(text: str) -> float | None:
     """The last number in text ("Final answer: 32.40 dollars" -> 32.4; "2/3" -> 0.666...)."""
-    found = _NUMBER.findall(re.sub(r"(?<=\d),(?=\d{3}\b)", "", text))
-    if not found:
-        return None
-    num, _, den = found[-1].partition("/")
-    try:
-        return float(num) / float(den) if den else float(num)
-    except (ValueError, ZeroDivisionError):
-        return None
+    value = answers.last_number(text)
+    return float(value) if value is not None else None
 
 
 def matches(matcher: Matcher, answer: str | None, expected: str | None, goal: str = "",
@@ -131,13 +124,12 @@ class AgentRunner:
     """Runs a goal through the agent (`Agent.from_settings`: the sandbox's @python and the policy
     library, so that composite policies resolve) with exactly the given policies pushed.
 
-    Long-term memory and value learning are off: an earlier case's answer must not be recalled into
-    a later one, and a test must not change what the agent has learned."""
+    Long-term memory, value learning and demonstrations from the agent's own episodes are off: an
+    earlier case's answer must not reach a later one, and a test must not change what the agent has
+    learned."""
 
     def __init__(self, settings: Settings, max_steps: int | None = None) -> None:
-        from stackmind.agent import Agent
-
-        quiet = settings.model_copy(update={"memory": False, "learn": False})
+        quiet = settings.model_copy(update={"memory": False, "learn": False, "demos_from_episodes": False})
         self.agent = Agent.from_settings(quiet)
         self.max_steps = max_steps
 
@@ -183,29 +175,3 @@ def run_policy_test(policy: Policy, runner: AgentRunner, split: TestSplit = "all
                 case.bare, case.bare_ok = answer, ok
         report.cases.append(case)
     return report
-
-
-def consolidation_checks(settings: Settings) -> dict[str, Callable[[Any], float]]:
-    """The consolidation gate's policy check: every held-out example of the library's policies,
-    answered in one step with its policy pushed (`grounding.StackTrial`), scored by its matcher
-    (judge matchers are left out: the gate compares two models, and a judge would be one of them)."""
-    from stackmind.policies.grounding import HeldoutTask, StackTrial, final_answer
-    from stackmind.policies.library import default_policy_dirs, load_lenient
-
-    library, _ = load_lenient(default_policy_dirs(settings.home))
-    cases = [(policy, ex, m) for policy in library for ex in policy.examples
-             if ex.split == "heldout" and (m := policy.matcher_for(ex)) is not None and m.kind != "judge"]
-    if not cases:
-        return {}
-
-    def check(llm: Any) -> float:
-        trial = StackTrial(llm, max_tokens=96)
-        prompts = []
-        for policy, ex, _m in cases:
-            batch, _tokens = trial.prompts([HeldoutTask(ex.prompt(), ex.answer or "", "contains")], policy)
-            prompts += batch
-        replies = llm.generate(prompts, max_tokens=trial.max_tokens, temperature=0.0, seed=trial.seed).first
-        ok = [matches(m, final_answer(r), ex.answer, ex.goal) for r, (_p, ex, m) in zip(replies, cases, strict=True)]
-        return sum(ok) / len(ok)
-
-    return {f"policy tests ({len(cases)} held-out examples)": check}

@@ -14,7 +14,7 @@ One round (`synthesize_round`), top to bottom:
    trajectories, grounding trajectories that use the new name, a training policy), then read by the
    real parser and checked against the library. A rejected candidate gets one repair: the located
    problems go back to the model. Still rejected: dropped, and logged. Nothing is half-saved.
-4. **Grounding** (`stackmind.policies.grounding`): held-out tasks of the cluster's kind (its
+4. **Grounding** (`stackmind.learning.grounding`): held-out tasks of the cluster's kind (its
    episodes that were not written from, plus any a task source adds), with and without the
    policy pushed; ROI = reward gained per stack token.
 5. **Keep or discard** (`stackmind.policies.review`): kept policies go to the learned dir with
@@ -40,8 +40,8 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stackmind.learning.grounding import AgentTrial, Grounding, HeldoutTask, Trial, ground
 from stackmind.policies.fast import Embed, minilm_embed
-from stackmind.policies.grounding import AgentTrial, Grounding, HeldoutTask, StackTrial, Trial, ground
 from stackmind.policies.library import BUILTIN_TOOLS, PolicyLibrary, check, default_policy_dirs, load_lenient
 from stackmind.policies.parser import FileProblems, Problem, parse_policy
 from stackmind.policies.review import PolicyStore, learned_dir
@@ -74,8 +74,7 @@ class SynthesisConfig(BaseSettings):
     trigger: Literal["similarity", "prediction_error", "reward_prediction_error", "always"] = "similarity"
     slow_weight: float = Field(1.0, ge=0, description="training.slow.weight of written policies (0: fast only).")
     require_review: bool = Field(False, description="Passing candidates wait for `policy review --accept`.")
-    trial: Literal["stack", "agent"] = Field("stack", description="stack: one batched step; agent: the full loop.")
-    trial_max_tokens: int = Field(64, ge=8, description="Completion budget of one trial answer (both arms).")
+    trial_steps: int = Field(4, ge=1, description="Step budget of one trial run (both arms).")
     write_max_tokens: int = Field(96, ge=16, description="Completion budget of the model's policy pieces.")
     seed: int = 0
 
@@ -476,10 +475,8 @@ def model_versions(settings: Settings, llm: Any) -> dict[str, Any]:
 
 
 def make_trial(settings: Settings, llm: Any, config: SynthesisConfig) -> Trial:
-    if config.trial == "agent":
-        return AgentTrial(settings, llm)
-    return StackTrial(llm, max_tokens=config.trial_max_tokens, seed=config.seed,
-                      render_budget_tokens=settings.render_budget_tokens)
+    """Candidates are tried by the agent's own loop, with and without them pushed."""
+    return AgentTrial(settings, llm, max_steps=config.trial_steps)
 
 
 def synthesize_round(
@@ -575,7 +572,7 @@ def settle(settings: Settings, drafts: Sequence[dict[str, Any]], report: RoundRe
             "heldout_tasks": [t.to_dict() for t in ev.heldout], **versions,
             "pieces": d["pieces"], "repaired": d["repaired"],
             "config": {"roi_threshold": config.roi_threshold, "min_abs_rpe": config.min_abs_rpe,
-                       "trial": config.trial, "trial_max_tokens": config.trial_max_tokens, "seed": config.seed},
+                       "trial": "agent", "trial_steps": config.trial_steps, "seed": config.seed},
         }
         header = [f"version {version}, round {report.round}; written from episodes "
                   f"{', '.join(provenance['written_from'])}",

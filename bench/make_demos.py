@@ -1,0 +1,135 @@
+"""Write the starter library's worked examples (``traces/demo-*.trace.yaml``): goals written by hand
+(none is in the goal suite), each solved in the step format, its observations computed by running
+the action in the sandbox VM, so that what a demonstration shows is what the tool really says.
+
+    python bench/make_demos.py [--out traces] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from stackmind.settings import Settings
+from stackmind.stepformat import Action, StepFormat
+from stackmind.tools import ToolContext
+from stackmind.tools.invocation import find_invocations
+from stackmind.tools.python import PythonTool
+from stackmind.trace import Episode, Step
+
+G24 = '''from itertools import permutations, product
+nums = [{nums}]
+found = None
+for a, b, c, d in permutations(nums):
+    for p, q, r in product("+-*/", repeat=3):
+        for e in (f"(({{a}}{{p}}{{b}}){{q}}{{c}}){{r}}{{d}}", f"({{a}}{{p}}({{b}}{{q}}{{c}})){{r}}{{d}}", f"({{a}}{{p}}{{b}}){{q}}({{c}}{{r}}{{d}})",
+                  f"{{a}}{{p}}(({{b}}{{q}}{{c}}){{r}}{{d}})", f"{{a}}{{p}}({{b}}{{q}}({{c}}{{r}}{{d}}))"):
+            try:
+                if found is None and abs(eval(e) - 24) < 1e-6:
+                    found = e
+            except ZeroDivisionError:
+                pass
+print(found)'''
+
+# (name, goal, [reply, ...]); a reply that is an action is run, and the next reply reads its output.
+DEMOS: list[tuple[str, str, list[str]]] = [
+    ("arithmetic-product", "What is 4821 * 3907? Answer with the number.",
+     ["Action: @python(print(4821 * 3907))"]),
+    ("arithmetic-percent", "What is 35% of 6480? Answer with the number.",
+     ["Action: @python(print(6480 * 35 / 100))"]),
+    ("arithmetic-powmod", "What is 7^122 mod 45? Answer with the number.",
+     ["Action: @python(print(pow(7, 122, 45)))"]),
+    ("word-shopping", "Lena buys 6 pencils at $1.25 each and 2 notebooks at $3.40 each. She pays with a $20 bill. "
+     "How much change does she get, in dollars? Answer with the number.",
+     ["Thought: Add up the cost, then subtract it from what she paid.\n"
+      "Action: @python(pencils = 6 * 1.25\nnotebooks = 2 * 3.40\nchange = 20 - (pencils + notebooks)\n"
+      "print(round(change, 2)))"]),
+    ("word-rates", "A machine fills 45 bottles a minute. It runs for 12 minutes, then a second machine of the same "
+     "speed joins it for 8 more minutes. How many bottles are filled in total? Answer with the number.",
+     ["Action: @python(alone = 45 * 12\ntogether = 2 * 45 * 8\nprint(alone + together))"]),
+    ("strings-count", "How many times does the letter 's' appear in 'mississippi'? Answer with the number.",
+     ["Action: @python(print('mississippi'.count('s')))"]),
+    ("strings-reverse", "Write the word 'planet' backwards. Answer with the reversed word.",
+     ["Action: @python(print('planet'[::-1]))"]),
+    ("dates-weekday", "What day of the week was July 4, 2019? Answer with the day of the week.",
+     ["Action: @python(import datetime\nprint(datetime.date(2019, 7, 4).strftime('%A')))"]),
+    ("dates-between", "How many days are there from February 3, 2021 to May 17, 2021? Answer with the number.",
+     ["Action: @python(import datetime\nprint((datetime.date(2021, 5, 17) - datetime.date(2021, 2, 3)).days))"]),
+    ("lists-median", "What is the median of the numbers 12, 7, 31, 4, 18, 25? Answer with the number.",
+     ["Action: @python(import statistics\nprint(statistics.median([12, 7, 31, 4, 18, 25])))"]),
+    ("lists-above", "How many numbers in [3, 48, 17, 92, 55, 61, 8] are greater than 50? Answer with the number.",
+     ["Action: @python(print(sum(1 for x in [3, 48, 17, 92, 55, 61, 8] if x > 50)))"]),
+    ("units-miles", "How many kilometres are 26.2 miles? Round to 2 decimal places. Answer with the number.",
+     ["Action: @python(print(round(26.2 * 1.609344, 2)))"]),
+    ("units-temperature", "What is 68 degrees Fahrenheit in Celsius? Round to 1 decimal place. Answer with the number.",
+     ["Action: @python(print(round((68 - 32) * 5 / 9, 1)))"]),
+    ("code-loop", "What does this Python code print?\n\n```python\nx = 3\nfor i in range(4):\n    x = x * 2 - i\n"
+     "print(x)\n```\n\nAnswer with exactly what it prints.",
+     ["Thought: Run the program as it is and read its output.\n"
+      "Action: @python(x = 3\nfor i in range(4):\n    x = x * 2 - i\nprint(x))"]),
+    ("word-problem", "Tom has 3 boxes of 24 crayons. He gives 15 crayons to his sister and then buys 2 packs of 8 "
+     "crayons. How many crayons does Tom have now? Answer with the number.",
+     ["Thought: Write the problem as a program, one quantity per line.\n"
+      "Action: @python(boxes = 3 * 24\nafter_gift = boxes - 15\nbought = 2 * 8\nprint(after_gift + bought))"]),
+    ("word-problem-fraction", "A class has 30 students. Two fifths of them walk to school and a third of the rest "
+     "come by bus. The others are driven. How many students are driven? Answer with the number.",
+     ["Thought: Write the problem as a program, one quantity per line.\n"
+      "Action: @python(students = 30\nwalk = students * 2 / 5\nrest = students - walk\nbus = rest / 3\n"
+      "driven = rest - bus\nprint(int(driven)))"]),
+    ("game24-program", "Use 2 5 8 11 once each with + - * / and parentheses to make 24. Answer with the expression.",
+     ["Thought: Search every order, operation and grouping with a program.\n"
+      "Action: @python(" + G24.format(nums="2, 5, 8, 11") + ")"]),
+]
+
+
+def build(out: Path) -> list[Path]:
+    fmt = StepFormat.for_names({"python": PythonTool.description})
+    tool = PythonTool()
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(home=Path(tmp))
+        for name, goal, replies in DEMOS:
+            ctx = ToolContext(settings)
+            steps: list[Step] = []
+            answer = None
+            for reply in replies:
+                step = fmt.parse(reply)
+                assert isinstance(step, Action), reply
+                result = tool(step.call, ctx)
+                if not result.ok:
+                    raise SystemExit(f"{name}: the action failed: {result.text}")
+                steps.append(Step(thought=reply, action=step.call.text, observation=result.text.strip()))
+                answer = result.text.strip()
+            for v in ctx.state.values():
+                getattr(v, "close", lambda: None)()
+            assert answer and find_invocations(steps[-1].thought)
+            steps.append(Step(thought=f"Final answer: {answer}"))
+            ep = Episode(goal=goal, steps=steps, answer=answer, reward=1.0, kind="guided", id=f"demo-{name}",
+                         created="2026-12-01T00:00:00+00:00", meta={"author": "stackmind starter library",
+                                                                    "made_by": "bench/make_demos.py"})
+            written.append(ep.save(out))
+    return written
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "traces")
+    ap.add_argument("--check", action="store_true", help="fail when the committed traces differ from a rebuild")
+    args = ap.parse_args()
+    if args.check:
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = build(Path(tmp))
+            stale = [p.name for p in fresh if not (args.out / p.name).is_file()
+                     or (args.out / p.name).read_text() != p.read_text()]
+        if stale:
+            sys.exit(f"out of date: {', '.join(stale)}; run python bench/make_demos.py")
+        print(f"{len(fresh)} demonstrations up to date")
+        return
+    for p in build(args.out):
+        print(p)
+
+
+if __name__ == "__main__":
+    main()

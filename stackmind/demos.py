@@ -1,0 +1,113 @@
+"""Demonstrations: worked episodes chosen by similarity, pushed onto the stack as ``trajectory`` frames.
+
+The trace library is the human-guided traces (``traces/``: ./traces, <home>/traces, or the starter
+traces beside the package) and the episodes the agent itself solved (reward 1, in the data dir's
+episodes folder). Before a goal's first step the most similar ones (MiniLM cosine of their goals,
+above ``min_similarity``) are pushed as worked examples, written in the step format
+(`StepFormat.demonstration`), so the model imitates a solution of the same kind of goal, and never
+one of another kind (a Game of 24 example on a word problem is copied, not used).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stackmind.embedder import embed
+from stackmind.stepformat import Action, Final, StepFormat
+from stackmind.trace import Episode, TraceError
+
+log = logging.getLogger("stackmind.demos")
+
+MIN_SIMILARITY = 0.5
+MAX_SOLVED = 2000  # the most recent solved episodes kept in the library
+
+
+@dataclass(frozen=True)
+class Demo:
+    goal: str
+    text: str  # the trajectory frame's text
+    origin: str  # the trace file or the episode id
+    similarity: float = 0.0
+
+
+def default_trace_dirs(home: Path | None = None) -> list[Path]:
+    """./traces and <home>/traces where they exist; failing both, the starter traces beside the package."""
+    dirs = [d for d in (Path("traces"), home / "traces" if home else None) if d is not None and d.is_dir()]
+    if not dirs:
+        bundled = Path(__file__).resolve().parents[1] / "traces"
+        if bundled.is_dir():
+            dirs.append(bundled)
+    return dirs
+
+
+def solved(episode: Episode) -> bool:
+    """A demonstration is worth showing only when it reached its goal with actions the format reads."""
+    good = episode.reward is not None and episode.reward >= 1.0 or episode.kind == "guided" and episode.reward is None
+    return good and bool(episode.answer) and episode.meta.get("status", "done") == "done"
+
+
+@dataclass
+class DemoLibrary:
+    """Worked episodes and their goal embeddings (computed once, on first use)."""
+
+    fmt: StepFormat
+    demos: list[Demo] = field(default_factory=list)
+    min_similarity: float = MIN_SIMILARITY
+    _vectors: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, fmt: StepFormat, trace_dirs: Sequence[Path], episodes_dir: Path | None = None,
+             min_similarity: float = MIN_SIMILARITY) -> DemoLibrary:
+        lib = cls(fmt, min_similarity=min_similarity)
+        for d in trace_dirs:
+            lib.extend(_read(sorted(Path(d).glob("*.trace.yaml"))))
+        if episodes_dir is not None and episodes_dir.is_dir():
+            recent = sorted(episodes_dir.glob("*.trace.yaml"))[-MAX_SOLVED:]
+            lib.extend(_read(recent))
+        return lib
+
+    def extend(self, episodes: Iterable[Episode]) -> None:
+        for ep in episodes:
+            if not solved(ep):
+                continue
+            text = self.fmt.demonstration(ep)
+            steps = [self.fmt.step_of(s) for s in ep.steps]
+            if not any(isinstance(s, Action | Final) for s in steps):
+                continue  # a trace of bare thoughts shows no step the agent can take
+            self.demos.append(Demo(ep.goal, text, ep.id))
+            self._vectors = None
+
+    def select(self, goal: str, k: int = 2) -> list[Demo]:
+        """The k demonstrations most like ``goal`` (never the goal itself), best first."""
+        if not self.demos or k <= 0:
+            return []
+        if self._vectors is None:
+            self._vectors = embed([d.goal for d in self.demos])
+        q = embed([goal])[0]
+        sims = self._vectors @ q
+        key = " ".join(goal.split()).lower()
+        out: list[Demo] = []
+        seen: set[str] = set()
+        for i in np.argsort(-sims, kind="stable"):
+            d = self.demos[int(i)]
+            if sims[i] < self.min_similarity or len(out) >= k:
+                break
+            g = " ".join(d.goal.split()).lower()
+            if g == key or g in seen:
+                continue
+            seen.add(g)
+            out.append(Demo(d.goal, d.text, d.origin, float(sims[i])))
+        return out
+
+
+def _read(paths: Iterable[Path]) -> Iterable[Episode]:
+    for p in paths:
+        try:
+            yield Episode.load(p)
+        except (TraceError, OSError) as e:
+            log.warning("trace skipped for demonstrations: %s", e)

@@ -1,0 +1,130 @@
+"""The llama.cpp backend on the embedded GGUF: batching, prefix reuse, grammars, streaming, threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from stackmind.llm import LLM, LLMError
+from stackmind.llm.llamacpp import LlamaCppBackend
+from stackmind.stepformat import StepFormat
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [
+    "Count upwards, separated by commas: 1, 2, 3, 4,",
+    "List the even numbers, separated by commas: 2, 4, 6, 8,",
+    "Count down by one, separated by commas: 900, 899, 898,",
+    "List the multiples of five, separated by commas: 5, 10, 15,",
+    "The colours of the rainbow are red, orange,",
+]
+
+
+@pytest.fixture(scope="module")
+def backend(embedded_gguf: Path) -> LlamaCppBackend:
+    b = LlamaCppBackend(embedded_gguf, slots=8, slot_ctx=2048)
+    yield b
+    b.close()
+
+
+def test_starts_fast_from_the_cache(embedded_gguf: Path) -> None:
+    t0 = time.perf_counter()
+    b = LlamaCppBackend(embedded_gguf, slots=2, slot_ctx=1024)
+    started = time.perf_counter() - t0
+    try:
+        assert LLM(b).complete("1, 2, 3,", max_tokens=3, temperature=0).strip()
+    finally:
+        b.close()
+    assert started < 30  # the benchmark reports the real figure; this only catches a rebuild at start
+
+
+def test_a_batch_gives_the_same_text_as_one_at_a_time(backend: LlamaCppBackend) -> None:
+    llm = LLM(backend)
+    alone = [llm.generate([p], max_tokens=24, temperature=0).texts[0][0] for p in PROMPTS]
+    together = llm.generate(PROMPTS, max_tokens=24, temperature=0).first
+    assert together == alone
+    assert all(t.strip() for t in alone)
+
+
+def test_prefix_reuse_is_counted(backend: LlamaCppBackend) -> None:
+    llm = LLM(backend)
+    head = "You are a helpful assistant. " * 20
+    first = llm.generate([head + "Name a fruit:"], max_tokens=4, temperature=0)
+    again = llm.generate([head + "Name a colour:"], max_tokens=4, temperature=0)
+    assert again.usage.cached_tokens >= first.usage.prompt_tokens - 8  # the shared head was not re-read
+    assert again.usage.cached_tokens < again.usage.prompt_tokens
+
+
+def test_samples_share_their_prompt_and_follow_the_seed(backend: LlamaCppBackend) -> None:
+    llm = LLM(backend)
+    a = llm.generate(["Write a random word:"], n=3, max_tokens=8, temperature=1.0, seed=7)
+    b = llm.generate(["Write a random word:"], n=3, max_tokens=8, temperature=1.0, seed=7)
+    assert a.texts == b.texts
+    assert len(set(a.texts[0])) > 1  # three samples, not one copied
+    assert a.usage.cached_tokens >= 2 * (a.usage.prompt_tokens // 3) - 3
+
+
+def test_grammar_is_enforced(backend: LlamaCppBackend) -> None:
+    llm = LLM(backend)
+    out = llm.generate(["Is the sky green? Explain at length."], max_tokens=16, temperature=0.9, seed=1, n=4,
+                       grammar='root ::= "yes" | "no"').texts[0]
+    assert set(out) <= {"yes", "no"}
+
+
+def test_every_step_reply_parses_under_the_step_grammar(backend: LlamaCppBackend) -> None:
+    fmt = StepFormat.for_names({"python": "run Python in a sandbox"})
+    goals = ["What is 17 * 23?", "Reverse the word 'stack'.", "What day is it today?", "Tell me a joke.",
+             "Write a poem about the sea."]
+    prompts = [fmt.messages(f"[goal] {g}", g) for g in goals]
+    replies = LLM(backend).generate(prompts, n=2, max_tokens=96, temperature=0.9, seed=3,
+                                    grammar=fmt.grammar()).texts
+    for texts in replies:
+        for t in texts:
+            fmt.parse(t)  # raises FormatError if not one step
+
+
+def test_text_streams_as_it_is_generated(backend: LlamaCppBackend) -> None:
+    pieces: list[tuple[float, str]] = []
+    t0 = time.perf_counter()
+    text = LLM(backend).generate([PROMPTS[0]], max_tokens=32, temperature=0,
+                                 on_text=lambda i, j, d: pieces.append((time.perf_counter(), d))).texts[0][0]
+    done = time.perf_counter()
+    assert "".join(d for _, d in pieces) == text
+    assert len(pieces) > 5 and pieces[0][0] < t0 + (done - t0) / 2  # the first words came well before the end
+
+
+def test_stop_strings_cut_and_are_never_streamed(backend: LlamaCppBackend) -> None:
+    pieces: list[str] = []
+    text = LLM(backend).generate(["Count: 1, 2, 3, 4, 5, 6,"], max_tokens=40, temperature=0, stop=[" 9,"],
+                                 on_text=lambda i, j, d: pieces.append(d)).texts[0][0]
+    assert "9" not in text and "8" in text
+    assert "".join(pieces) == text
+
+
+def test_threads_share_one_batch(backend: LlamaCppBackend) -> None:
+    llm = LLM(backend)
+    alone = [llm.generate([p], max_tokens=16, temperature=0).texts[0][0] for p in PROMPTS[:4]]
+    got: dict[int, str] = {}
+
+    def ask(i: int) -> None:
+        got[i] = llm.generate([PROMPTS[i]], max_tokens=16, temperature=0).texts[0][0]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[i] for i in range(4)] == alone
+
+
+def test_a_prompt_too_long_for_a_sequence_is_refused(backend: LlamaCppBackend) -> None:
+    with pytest.raises(LLMError, match="does not fit"):
+        LLM(backend).generate(["word " * 3000], max_tokens=8)
+
+
+def test_an_unknown_adapter_is_refused(backend: LlamaCppBackend) -> None:
+    with pytest.raises(LLMError, match="no adapter named"):
+        LLM(backend).generate(["hi"], max_tokens=2, adapter="nope")

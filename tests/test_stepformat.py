@@ -1,0 +1,140 @@
+"""The step format without a model: prompts, parsing, training targets, replay of hand-written traces."""
+
+from __future__ import annotations
+
+import pytest
+
+from stackmind.stepformat import Action, Final, FormatError, StepFormat, Thought
+from stackmind.trace import Episode, Step
+
+FMT = StepFormat.for_names({"python": "run Python", "decompose": "learning policy: split a goal"})
+
+
+@pytest.mark.parametrize("reply, kind", [
+    ("Thought: the product is large", Thought),
+    ("Final answer: 391", Final),
+    ("Final answer: line one\nline two", Final),
+    ("Action: @python(print(17 * 23))", Action),
+    ("Thought: compute it\nAction: @python(x = 3\nprint(x * 2))", Action),
+    ("Thought: I know it\nFinal answer: Paris", Final),
+    ("Action: @decompose(goal=\"plan a trip (two days)\")", Action),
+    ("Action: @python(print(')' + \"(\"))", Action),
+])
+def test_parse_reads_every_form(reply: str, kind: type) -> None:
+    step = FMT.parse(reply)
+    assert isinstance(step, kind)
+    assert FMT.completion(step) == reply  # the training target is exactly the reply
+
+
+@pytest.mark.parametrize("reply", [
+    "391",  # no form at all
+    "Action: @unknown(x)",  # a name that does not exist
+    "Action: @python(print(1)",  # unclosed
+    "Action: @python(print(1)) and more",  # something after the call
+    "Thought: a\nb",  # a thought is one line
+    "Final answer: ",  # empty answer
+    "[goal] What is 2 + 2?",  # a copy of the stack
+])
+def test_parse_refuses_what_is_not_one_step(reply: str) -> None:
+    with pytest.raises(FormatError):
+        FMT.parse(reply)
+
+
+def test_parsed_parts() -> None:
+    step = FMT.parse("Thought: compute\nAction: @python(print(2 ** 10))")
+    assert isinstance(step, Action) and step.thought == "compute"
+    assert step.call.name == "python" and step.call.raw == "print(2 ** 10)"
+    final = FMT.parse("Thought: done\nFinal answer: 1024")
+    assert isinstance(final, Final) and final.answer == "1024" and final.thought == "done"
+
+
+def test_messages_hold_the_tools_the_context_and_the_goal_last() -> None:
+    msgs = FMT.messages("[policy] add carefully\n[goal] What is 2 + 2?", "What is 2 + 2?")
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert "@python: run Python" in msgs[0]["content"] and "@decompose" in msgs[0]["content"]
+    assert msgs[1]["content"] == "[policy] add carefully\nCurrent goal: What is 2 + 2?"
+
+
+def test_messages_give_the_agents_steps_as_its_turns_and_observations_as_the_worlds() -> None:
+    view = ("[trajectory] Worked example. Goal: x\n    Final answer: 1\n[goal] What is 2 * 3?\n[thought] compute\n"
+            "[action] @python(print(2 * 3))\n[observation] 6\n[thought] it is six")
+    msgs = FMT.messages(view, "What is 2 * 3?")
+    assert msgs[1:] == [
+        {"role": "user", "content": "Current goal: x"},  # a worked example is its own conversation
+        {"role": "assistant", "content": "Final answer: 1"},
+        {"role": "user", "content": "Current goal: What is 2 * 3?"},
+        {"role": "assistant", "content": "Thought: compute\nAction: @python(print(2 * 3))"},
+        {"role": "user", "content": "Observation: 6"},
+        {"role": "assistant", "content": "Thought: it is six"},
+        {"role": "user", "content": "Your next step:"},
+    ]
+
+
+def test_grammar_names_exactly_the_tools() -> None:
+    g = FMT.grammar()
+    assert 'name ::= "decompose" | "python"' in g
+    assert "root ::=" in g
+
+
+def test_grammar_parses_in_llama_cpp() -> None:
+    """llama.cpp's own GBNF parser reads the grammar (no model needed)."""
+    from llama_cpp import LlamaGrammar
+
+    LlamaGrammar.from_string(FMT.grammar(), verbose=False)
+
+
+def test_frames_of_each_step() -> None:
+    action = FMT.parse("Thought: t\nAction: @python(print(1))")
+    kinds = [(f.kind, f.text) for f in FMT.frames(action, "1")]
+    assert kinds == [("thought", "t"), ("action", "@python(print(1))"), ("observation", "1")]
+    assert [f.kind for f in FMT.frames(FMT.parse("Thought: x"), None)] == ["thought"]
+    assert FMT.frames(FMT.parse("Final answer: 1"), None) == []
+
+
+def test_examples_of_a_lived_episode_use_its_recorded_views() -> None:
+    ep = Episode(goal="What is 17 * 23?", answer="391", reward=1.0, steps=[
+        Step(thought="Action: @python(print(17 * 23))", action="@python(print(17 * 23))", observation="391",
+             view="[goal] What is 17 * 23?"),
+        Step(thought="Final answer: 391", view="[goal] What is 17 * 23?\n[action] @python(print(17 * 23))\n"
+                                                "[observation] 391"),
+    ])
+    pairs = list(FMT.examples(ep))
+    assert [c for _, c in pairs] == ["Action: @python(print(17 * 23))", "Final answer: 391"]
+    assert pairs[1][0] == FMT.messages(ep.steps[1].view or "", ep.goal)  # exactly the prompt it was shown
+
+
+def test_examples_of_a_hand_written_trace_replay_the_stack() -> None:
+    ep = Episode(goal="What is 17 * 23?", answer="391", kind="guided", steps=[
+        Step(thought="compute it", action="@python(print(17 * 23))", observation="391"),
+    ])
+    pairs = list(FMT.examples(ep))
+    assert [c for _, c in pairs] == ["Thought: compute it\nAction: @python(print(17 * 23))", "Final answer: 391"]
+    second = pairs[1][0]
+    assert second[2:] == [{"role": "assistant", "content": "Thought: compute it\nAction: @python(print(17 * 23))"},
+                          {"role": "user", "content": "Observation: 391"}]
+
+
+def test_demonstration_reads_as_the_steps_the_model_should_take() -> None:
+    ep = Episode(goal="What is 4821 * 3907?", answer="18835647", kind="guided", steps=[
+        Step(thought="Action: @python(print(4821 * 3907))", observation="18835647"),
+        Step(thought="Final answer: 18835647"),
+    ])
+    text = FMT.demonstration(ep)
+    assert text.splitlines() == ["Worked example. Goal: What is 4821 * 3907?",
+                                 "Action: @python(print(4821 * 3907))", "Observation: 18835647",
+                                 "Final answer: 18835647"]
+
+
+def test_policies_on_the_stack_become_callable_without_changing_the_prompt() -> None:
+    fmt = StepFormat.for_names({"python": "run Python"})
+    with pytest.raises(FormatError):
+        fmt.parse("Action: @decompose(goal='x')")
+    now = fmt.calling(["decompose"])
+    assert isinstance(now.parse("Action: @decompose(goal='x')"), Action)
+    assert now.system_prompt() == fmt.system_prompt()
+    assert '"decompose"' in now.grammar() and '"decompose"' not in fmt.grammar()
+
+
+def test_bad_names_are_refused() -> None:
+    with pytest.raises(FormatError):
+        StepFormat.for_names({"no spaces": "x"})
