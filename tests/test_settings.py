@@ -12,7 +12,7 @@ def test_defaults_work_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("HOME", str(tmp_path))
     s = Settings()
     assert s.home == tmp_path / ".stackmind"
-    assert s.backend == "transformers" and s.openai_base_url is None
+    assert s.backend == "llamacpp" and s.openai_base_url is None
     assert s.db_path.parent == s.home and s.episodes_dir.parent == s.home
 
 

@@ -64,9 +64,9 @@ def test_messages_give_the_agents_steps_as_its_turns_and_observations_as_the_wor
         {"role": "assistant", "content": "Final answer: 1"},
         {"role": "user", "content": "Current goal: What is 2 * 3?"},
         {"role": "assistant", "content": "Thought: compute\nAction: @python(print(2 * 3))"},
-        {"role": "user", "content": "Observation: 6"},
+        {"role": "user", "content": "Observation: 6\nCurrent goal: What is 2 * 3?"},
         {"role": "assistant", "content": "Thought: it is six"},
-        {"role": "user", "content": "Your next step:"},
+        {"role": "user", "content": "Current goal: What is 2 * 3?"},
     ]
 
 
@@ -111,7 +111,7 @@ def test_examples_of_a_hand_written_trace_replay_the_stack() -> None:
     assert [c for _, c in pairs] == ["Thought: compute it\nAction: @python(print(17 * 23))", "Final answer: 391"]
     second = pairs[1][0]
     assert second[2:] == [{"role": "assistant", "content": "Thought: compute it\nAction: @python(print(17 * 23))"},
-                          {"role": "user", "content": "Observation: 391"}]
+                          {"role": "user", "content": "Observation: 391\nCurrent goal: What is 17 * 23?"}]
 
 
 def test_demonstration_reads_as_the_steps_the_model_should_take() -> None:

@@ -60,7 +60,7 @@ def status(
     json: bool = JSON_OPTION,
 ) -> None:
     """The data dir, model, backend, and the stacks with their sizes."""
-    from stackmind.llm.embedded import MODEL_NAME, dequantized_dir
+    from stackmind.llm.embedded import GGUF_NAME, MODEL_NAME, dequantized_dir
 
     s = settings()
     if deployment:
@@ -74,7 +74,10 @@ def status(
             raise fail(str(e)) from None
         stacks = store.stacks()
         store.close()
-    cached = (dequantized_dir(s) / "stackmind-ok").is_file()
+    if s.backend == "transformers":
+        cached = (dequantized_dir(s) / "stackmind-ok").is_file()
+    else:
+        cached = (s.models_dir / GGUF_NAME).with_suffix(".verified").is_file()
     model = str(s.model_path) if s.model_path else MODEL_NAME
     if s.backend == "openai":
         model = f"{s.model} at {s.openai_base_url}"
@@ -90,7 +93,7 @@ def status(
     out.print(f"data dir   {s.home}")
     out.print(f"database   {s.database_label}")
     out.print(f"backend    {s.backend}")
-    out.print(f"model      {model}" + ("" if s.backend != "transformers" else
+    out.print(f"model      {model}" + ("" if s.backend not in ("transformers", "llamacpp") else
                                        f" ({'cached' if cached else 'not yet prepared: the first run does it'})"))
     out.print(f"episodes   {episodes}")
     out.print(f"stacks     {len(stacks)}")

@@ -9,7 +9,7 @@ from conftest import SECRET_POLICY
 
 from stackmind.consolidate import ConsolidateConfig
 from stackmind.consolidate.hooks import discover
-from stackmind.policies import consolidation_checks
+from stackmind.learning.hooks import consolidation_checks
 from stackmind.settings import Settings
 from stackmind.value import (
     Label,

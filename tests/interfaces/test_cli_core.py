@@ -44,7 +44,7 @@ def test_run_then_status_and_stack_show() -> None:
 
 def test_status_on_an_empty_home() -> None:
     out = cli("status").stdout
-    assert "stacks     0" in out and "transformers" in out
+    assert "stacks     0" in out and "backend    llamacpp" in out
 
 
 def test_stack_show_errors_are_actionable() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stackmind.interfaces.chat import ChatSettings, split_message
-from stackmind.interfaces.telegram import Pacer, TelegramSettings
+from stackmind.interfaces.telegram import TelegramSettings
 from stackmind.settings import Settings
 from stackmind.stack import Frame
 from stackmind.storage import SQLiteStackStore
@@ -54,25 +54,14 @@ def test_split_message_keeps_every_character_in_pieces_under_the_limit() -> None
     assert split_message("short") == ["short"]
 
 
-def test_pacer_spaces_calls_per_chat_but_not_across_chats() -> None:
-    import asyncio
+def test_the_bot_paces_sends_with_the_library_rate_limiter() -> None:
+    from telegram.ext import AIORateLimiter
 
-    async def main() -> tuple[list[float], list[float]]:
-        pacer = Pacer(interval_s=0.2, per_s=1000)
-        times: dict[int, list[float]] = {1: [], 2: []}
+    from stackmind.interfaces.telegram import StackmindBot, build_application
 
-        async def call(chat: int) -> None:
-            await pacer.call(chat, lambda: _record(times[chat]))
-
-        await asyncio.gather(*(call(c) for c in (1, 1, 1, 2, 2, 2)))
-        return times[1], times[2]
-
-    async def _record(into: list[float]) -> None:
-        into.append(time.monotonic())
-
-    a, b = asyncio.run(main())
-    assert all(y - x >= 0.19 for x, y in zip(a, a[1:], strict=False))
-    assert abs(a[0] - b[0]) < 0.1  # the second chat does not wait for the first
+    config = TelegramSettings(allowed_users=[1], base_url="http://127.0.0.1:9/bot")
+    app = build_application("123:abc", StackmindBot(None, config), config)  # type: ignore[arg-type]
+    assert isinstance(app.bot.rate_limiter, AIORateLimiter)
 
 
 # ---- end to end with the embedded model ---------------------------------------------------------

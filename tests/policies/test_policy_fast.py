@@ -47,8 +47,14 @@ def names(lib: PolicyLibrary, goal: str, state: str = "", **kw: float) -> list[s
 def test_similarity_picks_the_policies_that_fit(library: PolicyLibrary) -> None:
     assert "solve_with_program" in names(library, "Use 2 3 4 6 and + - * / to make 24.")
     assert "retrieve_similar" in names(library, "Convert 7 miles to kilometres.")
-    assert "analogy" in names(library, "If 4 cats catch 4 mice in 4 minutes, how long do 8 cats take to catch 8 mice?")
-    assert "ask_questions" in names(library, "How many weekdays are there in March 2025?")
+    assert "analogy" in names(library, "If 4 machines make 4 gears in 4 minutes, how long do 40 machines take to make 40 gears?")
+    assert "ask_questions" in names(library, "Is 2028 a leap year?")
+
+
+def test_a_policy_only_loosely_about_the_goal_is_not_pushed(library: PolicyLibrary) -> None:
+    """Relevance is judged on the goal, with a high bar: a small model copies a pushed example."""
+    assert "analogy" not in names(library, "If 4 cats catch 4 mice in 4 minutes, how long do 8 cats take to catch 8 mice?")
+    assert "ask_questions" not in names(library, "How many weekdays are there in March 2025?")
 
 
 def test_nothing_fires_for_an_unrelated_goal(library: PolicyLibrary) -> None:

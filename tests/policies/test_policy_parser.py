@@ -89,7 +89,7 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 @pytest.mark.parametrize("text, where, words", [
     (DECOMPOSE.replace("description:", "descriptoin:", 1), ":3:1:", "did you mean 'description'"),
     (DECOMPOSE.replace("    aim: improve\n", "    aim: improv\n", 1), ":14:10:", "'improve', 'predict' or 'control'"),
-    (DECOMPOSE.replace("threshold: 0.4", "threshold: [0.4]"), ":", "threshold"),
+    (DECOMPOSE.replace("threshold: 0.7", "threshold: [0.7]"), ":", "threshold"),
     (DECOMPOSE.replace("training:\n", "trainin:\n"), ":2:1:", "missing 'training'"),
     (MINIMAL.format(name="x", response="r").replace("examples:\n  - goal: g\n    response: r\n", "examples: []\n"),
      ":3:11:", "at least 1"),

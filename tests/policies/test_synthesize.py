@@ -15,7 +15,7 @@ import pytest
 from synthesis_episodes import HELDOUT, WRITTEN, episodes
 from typer.testing import CliRunner
 
-from stackmind.learning.grounding import Grounding, HeldoutTask, StackTrial, game24_task
+from stackmind.learning.grounding import AgentTrial, Grounding, HeldoutTask, game24_task
 from stackmind.policies.library import PolicyLibrary, check, default_policy_dirs
 from stackmind.policies.review import PolicyStore, ReviewError, atomic_write
 from stackmind.learning.synthesize import (
@@ -243,7 +243,7 @@ def test_consolidation_reads_learned_policies(settings: Settings) -> None:
 def test_agent_writes_a_policy_that_checks_and_improves_heldout_tasks(settings: Settings, embedded_llm) -> None:  # type: ignore[no-untyped-def]
     _lived(settings)
     report = synthesize_round(settings, embedded_llm, library=_library(),
-                              trial=StackTrial(embedded_llm, max_tokens=48))
+                              trial=AgentTrial(settings, embedded_llm, max_steps=2))
     kept = [c for c in report.candidates if c.status == "kept"]
     assert kept, report.to_dict()
     cand = kept[0]
