@@ -21,7 +21,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -31,8 +30,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from filelock import FileLock, Timeout
 
 from stackmind.demos import DemoLibrary, default_trace_dirs
 from stackmind.errors import StackmindError
@@ -44,8 +41,9 @@ from stackmind.policies.library import BUILTIN_TOOLS, default_policy_dirs, load_
 from stackmind.search import Budget, SearchResult, solve
 from stackmind.search.scorer import GENERIC_VALUE_PROMPT
 from stackmind.settings import Settings
-from stackmind.stack import Frame, SQLiteStackStore, Stack, StackStore, render_frames
+from stackmind.stack import Frame, LockTimeout, Stack, StackStore, render_frames
 from stackmind.stepformat import STOP, Action, Final, FormatError, ParsedStep, StepFormat, Thought
+from stackmind.storage import EpisodeStore, SQLiteStackStore, open_episodes, open_store
 from stackmind.tasks.answers import answer_key
 from stackmind.tasks.base import State, ValueSpec, read_verdicts
 from stackmind.tools import ToolContext, ToolRegistry, default_tools
@@ -119,11 +117,14 @@ class Agent:
     demos: DemoLibrary | None = None  # worked examples by similarity (loaded on first use)
     scorer: object | None = None  # for tree searches; default: the value model when trusted, else the judge
     _value_cache: tuple[str, object] | None = field(default=None, repr=False)
+    episodes: EpisodeStore | None = None  # where episodes are saved; default: the settings' store
 
     def __post_init__(self) -> None:
         self.settings.ensure_dirs()
         if self.store is None:
-            self.store = SQLiteStackStore(self.settings.db_path)
+            self.store = open_store(self.settings)
+        if self.episodes is None:
+            self.episodes = open_episodes(self.settings)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, llm: LLM | None = None, owner: str = "local",
@@ -220,7 +221,7 @@ class Agent:
             invoker = Invoker(self.library) if self.library is not None else None
             run = _Run(episode, ctx, fmt, invoker, progress, on_text, temperature=self.settings.temperature,
                        seed=self.settings.seed, verify=verify, owner=owner)
-            run.save = lambda: episode.save(self.settings.episodes_dir)
+            run.save = lambda: self.episodes.save(episode)
             mark = len(stack)
             stack.on_pop = run.left.append
             self._push_demos(stack, goal, fmt, run)
@@ -565,34 +566,33 @@ class Agent:
             return
         episode.meta["learning"] = {"labels": len(learned.labels), "rpe": len(learned.rpe),
                                     "value_version": learned.version}
-        episode.save(self.settings.episodes_dir)
+        self.episodes.save(episode)
 
     # ---- one run per named stack -------------------------------------------------------------
     @contextmanager
     def _stack_lock(self, name: str, progress: ProgressFn | None) -> Iterator[None]:
-        """Runs on one named stack take turns: each sees only its own frames and the finished runs'."""
-        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
-        path = self.settings.home / "locks" / f"stack-{digest}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(path))
+        """Runs on one named stack take turns (the store's lock: a file lock on SQLite, an advisory lock
+        on PostgreSQL, so across hosts too): each sees only its own frames and the finished runs'."""
+        assert self.store is not None
+        lock = self.store.lock(f"stack:{name}", timeout=0)
         try:
-            lock.acquire(timeout=0)
-        except Timeout:
+            lock.__enter__()
+        except LockTimeout:
             if progress:
                 progress(f"another run is using the stack {name!r}; waiting for it to finish ...")
-            lock.acquire()
+            lock = self.store.lock(f"stack:{name}")
+            lock.__enter__()
         try:
             yield
         finally:
-            lock.release()
+            lock.__exit__(None, None, None)
 
     def _clear_interrupted(self, stack: Stack) -> None:
         """Frames of runs on this stack that never finished (killed): their goal must not haunt it."""
         mine = {f.provenance.get("episode") for f in stack.frames() if f.provenance.get("episode")}
         for ep_id in mine:
-            path = self.settings.episodes_dir / f"{ep_id}.trace.yaml"
             try:
-                ep = Episode.load(path)
+                ep = self.episodes.load(ep_id)
             except (OSError, StackmindError):
                 continue
             if ep.meta.get("status") != "running":
@@ -602,7 +602,7 @@ class Agent:
             for f in kept:
                 stack.push_frame(f)
             ep.meta["status"] = "interrupted"
-            ep.save(self.settings.episodes_dir)
+            self.episodes.save(ep)
 
 
 class StepTree:

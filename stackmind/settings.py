@@ -20,8 +20,9 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -131,6 +132,25 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("STACKMIND_WOLFRAMALPHA_API_KEY", "WOLFRAMALPHA_API_KEY"),
     )
     chroma_url: str | None = None
+    # The Chroma database on that server (created when missing): several installations, or test
+    # runs, can share one server without seeing each other's memories.
+    chroma_database: str = "default_database"
+
+    # --- Shared state (a deployment past one machine; see docs/deploy.md) ---------------------
+    # postgresql://user:password@host:5432/db: stacks, episodes, ratings and labels in PostgreSQL
+    # for every worker. Unset: SQLite in ``home`` and episode files, the embedded default. A
+    # SecretStr since the URL may carry a password (`database_label` is safe to print).
+    database_url: SecretStr | None = None
+    database_pool_size: int = 8
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """``STACKMIND_DATABASE_URL=`` (empty) means the embedded store, as unset does."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            return None
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -148,6 +168,21 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "stackmind.db"
+
+    @property
+    def database_label(self) -> str:
+        """Where stacks and episodes live, safe to print (a URL's password is masked)."""
+        if self.database_url is None:
+            return f"sqlite:{self.db_path}"
+        url = self.database_url.get_secret_value()
+        if "://" not in url:  # a libpq key=value string
+            return re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", url)
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
     @property
     def cache_dir(self) -> Path:

@@ -1,9 +1,10 @@
 """The agent's working memory: named stacks of frames, persisted.
 
 A frame is a piece of text with a kind, a learned value, provenance and a token count. Stacks are
-kept behind one small storage interface (`StackStore`); `SQLiteStackStore` is the default (WAL mode,
-every acknowledged write is committed before the call returns, so a SIGKILL loses nothing that was
-acknowledged). A server database can implement the same interface for several agent processes.
+kept behind one small storage interface (`StackStore`), implemented in ``stackmind/storage``:
+`SQLiteStackStore` is the embedded default, `PostgresStackStore` serves several processes at once,
+and ``stackmind.storage.open_store(settings)`` picks one from the settings. Every acknowledged write
+is committed before the call returns, so a SIGKILL loses nothing that was acknowledged.
 
 `Stack.render(budget_tokens)` is soft attention over the stack: it selects frames by value and
 recency under a token budget, always keeps goal frames, and keeps stack order.
@@ -11,14 +12,10 @@ recency under a token budget, always keeps goal frames, and keeps stack order.
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from stackmind.errors import StackmindError
@@ -35,6 +32,10 @@ class StackError(StackmindError):
 
 class StackStoreError(StackError):
     """The stack database cannot be read or written (corrupt, truncated, locked, unwritable)."""
+
+
+class LockTimeout(StackmindError, TimeoutError):
+    """A named lock (`StackStore.lock`) stayed held by someone else for longer than asked to wait."""
 
 
 @dataclass(frozen=True)
@@ -69,131 +70,11 @@ class StackStore(Protocol):
     def frames(self, stack: str) -> list[Frame]: ...
     def stacks(self) -> dict[str, int]: ...
     def clear(self, stack: str) -> int: ...
+    def lock(self, name: str, timeout: float | None = None) -> AbstractContextManager[None]:
+        """Hold a named lock shared by every process on this store (a chat's turn, a named run);
+        `LockTimeout` after ``timeout`` seconds, wait forever when None."""
+        ...
     def close(self) -> None: ...
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS frames (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    stack TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL,
-    value REAL NOT NULL,
-    provenance TEXT NOT NULL,
-    tokens INTEGER NOT NULL,
-    created REAL NOT NULL,
-    updated REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS frames_stack ON frames(stack, id);
-"""
-
-
-class SQLiteStackStore:
-    """SQLite in WAL mode with synchronous=FULL. Safe to share between threads of one process and
-    between processes (SQLite's own locking)."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._lock = threading.RLock()
-        with self._errors():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._db.executescript(_SCHEMA)
-            except BaseException:
-                self._db.close()
-                raise
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """The database's failures as a `StackStoreError` that names the file and what to do."""
-        try:
-            yield
-        except sqlite3.DatabaseError as e:
-            text = str(e)
-            if "locked" in text or "busy" in text:
-                hint = "another process holds it: wait for it, or stop it"
-            else:
-                hint = (f"it is damaged or not a database: move it aside (mv {self.path} {self.path}.broken) and "
-                        "the next run starts a fresh one (its stacks are lost; episodes are kept)")
-            raise StackStoreError(f"{self.path}: the stack database cannot be used ({text}); {hint}") from e
-        except OSError as e:
-            raise StackStoreError(f"{self.path}: cannot open the stack database ({e.strerror or e}); "
-                                  "point STACKMIND_HOME at a folder you can write") from e
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._errors():
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _row(self, row: Sequence[Any]) -> Frame:
-        id_, _stack, kind, text, value, prov, tokens, created, updated = row
-        try:
-            return Frame(kind=kind, text=text, value=value, provenance=json.loads(prov), tokens=tokens,
-                         created=created, updated=updated, id=id_)
-        except (ValueError, TypeError) as e:  # a row edited by hand: a bad kind or provenance
-            raise StackStoreError(f"{self.path}: frame {id_} in the stack database is malformed ({e}); "
-                                  "fix or delete that row, or move the database aside") from e
-
-    def push(self, stack: str, frame: Frame) -> Frame:
-        now = time.time()
-        with self._tx() as db:
-            cur = db.execute(
-                "INSERT INTO frames(stack, kind, text, value, provenance, tokens, created, updated)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                (stack, frame.kind, frame.text, float(frame.value), json.dumps(frame.provenance),
-                 int(frame.tokens), frame.created, now),
-            )
-            return replace(frame, id=cur.lastrowid, updated=now)
-
-    def pop(self, stack: str) -> Frame:
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT * FROM frames WHERE stack=? ORDER BY id DESC LIMIT 1", (stack,)
-            ).fetchone()
-            if row is None:
-                raise StackError(f"stack {stack!r} is empty: nothing to pop")
-            db.execute("DELETE FROM frames WHERE id=?", (row[0],))
-            return self._row(row)
-
-    def replace(self, stack: str, frame_id: int, frame: Frame) -> Frame:
-        now = time.time()
-        with self._tx() as db:
-            cur = db.execute(
-                "UPDATE frames SET kind=?, text=?, value=?, provenance=?, tokens=?, updated=?"
-                " WHERE id=? AND stack=?",
-                (frame.kind, frame.text, float(frame.value), json.dumps(frame.provenance),
-                 int(frame.tokens), now, frame_id, stack),
-            )
-            if cur.rowcount == 0:
-                raise StackError(f"stack {stack!r} has no frame with id {frame_id}")
-            return replace(frame, id=frame_id, updated=now)
-
-    def frames(self, stack: str) -> list[Frame]:
-        with self._lock, self._errors():
-            rows = self._db.execute("SELECT * FROM frames WHERE stack=? ORDER BY id", (stack,)).fetchall()
-            return [self._row(r) for r in rows]
-
-    def stacks(self) -> dict[str, int]:
-        with self._lock, self._errors():
-            rows = self._db.execute("SELECT stack, COUNT(*) FROM frames GROUP BY stack ORDER BY stack")
-            return {name: n for name, n in rows.fetchall()}
-
-    def clear(self, stack: str) -> int:
-        with self._tx() as db:
-            return db.execute("DELETE FROM frames WHERE stack=?", (stack,)).rowcount
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
 
 TokenCounter = Callable[[str], int]

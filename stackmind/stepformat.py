@@ -31,7 +31,8 @@ from pathlib import Path
 
 from stackmind.errors import StackmindError
 from stackmind.llm.base import Message
-from stackmind.stack import Frame, SQLiteStackStore, Stack, TokenCounter, approx_tokens, parse_view
+from stackmind.stack import Frame, Stack, TokenCounter, approx_tokens, parse_view
+from stackmind.storage import SQLiteStackStore
 from stackmind.tools.invocation import Invocation, find_invocations
 from stackmind.trace import Episode
 from stackmind.trace import Step as TraceStep

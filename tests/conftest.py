@@ -8,9 +8,12 @@ model, the sandbox's compiled module) is cached in one shared folder: $STACKMIND
 from __future__ import annotations
 
 import os
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.servers import Backend, ChromaServer, PostgresServer, ServerUnavailable, unavailable
 
 from stackmind.settings import Settings
 
@@ -50,3 +53,46 @@ def embedded_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from stackmind.llm.embedded import assemble_gguf
 
     return assemble_gguf(Settings(home=tmp_path_factory.mktemp("gguf-home"), cache=SHARED_CACHE))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (initdb in a temporary folder, a free port)."""
+    try:
+        server = PostgresServer().start()
+    except ServerUnavailable as e:
+        unavailable(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server)])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    """The store tests run twice: on SQLite and on a fresh database of the session's PostgreSQL server
+    (STACKMIND_DATABASE_URL set, so subprocesses see it too)."""
+    if request.param == "sqlite":
+        yield Backend("sqlite")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = f"t_{secrets.token_hex(6)}"
+    url = server.create_database(name)
+    monkeypatch.setenv("STACKMIND_DATABASE_URL", url)
+    try:
+        yield Backend("postgresql", url)
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """One real `chroma run` for the session; each test that uses it gets a database of its own."""
+    try:
+        server = ChromaServer(tmp_path_factory.mktemp("chroma-server")).start()
+    except ServerUnavailable as e:
+        unavailable(str(e))
+    try:
+        yield server
+    finally:
+        server.stop()

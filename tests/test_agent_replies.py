@@ -78,7 +78,8 @@ def test_frames_are_valued_by_the_value_model_when_it_is_trusted(agent_run, monk
     """The stack is weighted by what was learned: a trusted value model values each frame a step
     pushes; without one, the frame kind's prior does (the cold start)."""
     from stackmind.agent import PRIOR
-    from stackmind.stack import SQLiteStackStore, Stack
+    from stackmind.stack import Stack
+    from stackmind.storage import SQLiteStackStore
 
     agent, run = agent_run
     result = agent.act("Thought: compute\nAction: @python(print(6 * 7))", run)

@@ -1,28 +1,36 @@
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.servers import Backend
 
-from stackmind.stack import Frame, SQLiteStackStore, Stack, StackError
+from stackmind.stack import Frame, Stack, StackError, StackStore
+from stackmind.storage import PostgresStackStore, SQLiteStackStore, open_store
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStackStore:
-    s = SQLiteStackStore(tmp_path / "s.db")
+def store(backend: Backend) -> Iterator[StackStore]:
+    s = open_store(backend.settings())
+    assert isinstance(s, PostgresStackStore if backend.name == "postgresql" else SQLiteStackStore)
     yield s
     s.close()
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def words(n: int) -> str:
     return " ".join(["w"] * n)
 
 
-def test_push_pop_peek_replace(store: SQLiteStackStore) -> None:
+def test_push_pop_peek_replace(store: StackStore) -> None:
     st = Stack(store, "a")
     g = st.push("goal", "make 24", value=1.0, episode="e1")
     t = st.push("thought", "try 4 * 6")
@@ -40,7 +48,7 @@ def test_push_pop_peek_replace(store: SQLiteStackStore) -> None:
         Frame(kind="banana", text="x")
 
 
-def test_stacks_are_separate_and_listed(store: SQLiteStackStore) -> None:
+def test_stacks_are_separate_and_listed(store: StackStore) -> None:
     Stack(store, "chat-1").push("goal", "a")
     Stack(store, "chat-2").push("goal", "b")
     Stack(store, "chat-2").push("thought", "c")
@@ -48,15 +56,16 @@ def test_stacks_are_separate_and_listed(store: SQLiteStackStore) -> None:
     assert [f.text for f in Stack(store, "chat-1").frames()] == ["a"]
 
 
-def test_persists_across_reopen(tmp_path: Path) -> None:
-    s = SQLiteStackStore(tmp_path / "p.db")
-    Stack(s, "x").push("goal", "remember me")
+def test_persists_across_reopen(backend: Backend) -> None:
+    s = open_store(backend.settings())
+    Stack(s, "x").push("goal", "remember me", source={"nested": [1, 2]})
     s.close()
-    s2 = SQLiteStackStore(tmp_path / "p.db")
-    assert [f.text for f in Stack(s2, "x").frames()] == ["remember me"]
+    s2 = open_store(backend.settings())
+    assert [(f.text, f.provenance) for f in Stack(s2, "x").frames()] == [("remember me", {"source": {"nested": [1, 2]}})]
+    s2.close()
 
 
-def test_render_keeps_goals_order_and_budget(store: SQLiteStackStore) -> None:
+def test_render_keeps_goals_order_and_budget(store: StackStore) -> None:
     st = Stack(store, "r", count_tokens=lambda text: len(text.split()))
     st.push("goal", words(5), value=0.0)  # goals stay even with value 0
     st.push("thought", "low " + words(9), value=0.1)
@@ -75,7 +84,7 @@ def test_render_keeps_goals_order_and_budget(store: SQLiteStackStore) -> None:
     assert [f.text.split()[0] for f in st.select(10_000)] == ["w", "low", "high", "mid"]
 
 
-def test_render_prefers_recent_when_values_tie(store: SQLiteStackStore) -> None:
+def test_render_prefers_recent_when_values_tie(store: StackStore) -> None:
     st = Stack(store, "t", count_tokens=lambda text: 10)
     st.push("goal", "g")
     for i in range(5):
@@ -86,8 +95,10 @@ def test_render_prefers_recent_when_values_tie(store: SQLiteStackStore) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
-    from stackmind.stack import SQLiteStackStore, Stack
-    st = Stack(SQLiteStackStore(sys.argv[1]), "k")
+    from stackmind.settings import Settings
+    from stackmind.stack import Stack
+    from stackmind.storage import open_store
+    st = Stack(open_store(Settings()), "k")  # STACKMIND_HOME / STACKMIND_DATABASE_URL from the test
     i = 0
     while True:
         f = st.push("thought", f"frame {i}")
@@ -108,9 +119,9 @@ def _record(line: str, acked: list[int], edited: set[int]) -> None:
 
 
 @pytest.mark.parametrize("kill_after", [1, 40, 300])
-def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, kill_after: int) -> None:
-    db = tmp_path / "k.db"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True)
+def test_sigkill_loses_nothing_acknowledged(backend: Backend, kill_after: int) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER], stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     acked: list[int] = []
     edited: set[int] = set()
@@ -123,9 +134,36 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path: Path, kill_after: int) -> 
         _record(line, acked, edited)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    store = SQLiteStackStore(db)
+    store = open_store(backend.settings())
     have = {f.id: f.text for f in store.frames("k")}
     store.close()
     missing = [i for i in acked if i not in have]
     assert not missing, f"acknowledged frames lost after SIGKILL: {missing[:5]}"
     assert all(have[i].endswith("edited") for i in edited)
+
+
+def test_concurrent_pops_take_each_frame_once_from_the_top(backend: Backend) -> None:
+    import threading
+
+    store = open_store(backend.settings())
+    try:
+        st = Stack(store, "shared")
+        ids = [st.push("thought", f"t{i}").id for i in range(60)]
+        popped: list[list[int]] = [[], [], []]
+
+        def pop_all(k: int) -> None:
+            while True:
+                try:
+                    popped[k].append(Stack(store, "shared").pop().id)
+                except StackError:
+                    return
+
+        workers = [threading.Thread(target=pop_all, args=(k,)) for k in range(3)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        assert sorted(sum(popped, [])) == sorted(ids)  # each frame once, none lost
+        assert all(p == sorted(p, reverse=True) for p in popped)  # every worker pops from the top
+    finally:
+        store.close()

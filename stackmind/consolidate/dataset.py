@@ -33,6 +33,7 @@ from stackmind.consolidate.config import ConsolidateConfig
 from stackmind.llm.base import Message
 from stackmind.settings import Settings
 from stackmind.stepformat import FormatError, StepFormat
+from stackmind.storage import read_stored_episodes
 from stackmind.tools import default_tools
 from stackmind.tools.invocation import find_invocations
 from stackmind.trace import MAX_WEIGHT, Episode, Step, TraceError, load_episodes
@@ -264,7 +265,7 @@ def build_dataset(
     """
     problems: list[str] = []
     found: list[Example] = []
-    episodes, p = read_episodes(settings.episodes_dir)
+    episodes, p = read_stored_episodes(settings)
     problems += p
     for d in config.traces_dirs:
         eps, p = read_episodes(Path(d))

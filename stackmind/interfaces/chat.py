@@ -31,7 +31,8 @@ from stackmind.errors import StackmindError
 from stackmind.llm import LLM
 from stackmind.policies.library import default_policy_dirs, load_lenient
 from stackmind.settings import Settings
-from stackmind.stack import SQLiteStackStore, Stack, StackStore
+from stackmind.stack import Stack, StackStore
+from stackmind.storage import open_store
 from stackmind.trace import Episode, TraceError
 
 log = logging.getLogger("stackmind.chat")
@@ -126,7 +127,7 @@ class Conversations:
             "max_new_tokens": self.config.max_reply_tokens, "render_budget_tokens": self.config.render_budget_tokens,
         }).ensure_dirs()
         self.llm = llm
-        self.store = store or SQLiteStackStore(settings.db_path)
+        self.store = store or open_store(settings)
         self.memory = _Serialized(memory) if memory is not None else None
         tools = tools if tools is not None else default_tools(self.settings)
         self.agent = Agent(self.settings, llm=llm, tools=tools, store=self.store,
@@ -257,7 +258,7 @@ class Conversations:
                       if f.kind == "conclusion" and f.provenance.get("episode") == episode.id), None)
         if frame is not None:
             episode.meta["frame_id"] = frame.id
-            await asyncio.to_thread(episode.save, self.settings.episodes_dir)
+            await asyncio.to_thread(self.agent.episodes.save, episode)
         return Reply(text, episode.id, list(turn.messages), frame.id if frame else None,
                      first[0] if first else None, time.perf_counter() - turn.started)
 
@@ -265,7 +266,7 @@ class Conversations:
     def rate(self, episode_id: str, reward: float, *, chat: ChatRef, by: str | None = None) -> Episode:
         """A user's thumbs on a reply: the episode's reward (the value model learns from it) and the
         answer frame's value. Only the chat the reply was given in can rate it."""
-        episode = Episode.load(episode_path(self.settings, episode_id))
+        episode = self.agent.episodes.load(episode_id)
         if episode.stack != chat.stack:
             raise PermissionError("this answer belongs to another chat")
         episode = rate_episode(self.agent, episode, reward, by=by or chat.owner)
@@ -313,7 +314,7 @@ def rate_episode(agent: Agent, episode: Episode, reward: float, *, by: str) -> E
     feedback = list(episode.meta.get("feedback", []))
     feedback.append({"reward": float(reward), "by": by, "at": round(time.time(), 3)})
     episode.meta["feedback"] = feedback
-    episode.save(agent.settings.episodes_dir)
+    agent.episodes.save(episode)
     agent.learn(episode)
     return episode
 

@@ -7,6 +7,7 @@ from stackmind.interfaces import (  # noqa: F401  (imported for their commands)
     cli_chat,
     cli_consolidate,
     cli_core,
+    cli_episodes,
     cli_memory,
     cli_policy,
     cli_sandbox,

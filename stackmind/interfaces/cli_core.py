@@ -6,7 +6,9 @@ import typer
 
 from stackmind.interfaces._app import JSON_OPTION, app, console, fail, out, print_json, settings
 from stackmind.llm.base import LLMError
-from stackmind.stack import SQLiteStackStore, Stack
+from stackmind.settings import Settings
+from stackmind.stack import Stack
+from stackmind.storage import StorageError, open_episodes, open_store
 
 stack_app = typer.Typer(help="Inspect the agent's named stacks.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -41,7 +43,7 @@ def run(
         raise fail(str(e)) from e
     finally:
         agent.close()
-    path = s.episodes_dir / f"{episode.id}.trace.yaml"
+    path = agent.episodes.where(episode.id) if agent.episodes is not None else ""
     if json:
         print_json({"answer": episode.answer, "episode": str(path), "stack": episode.stack,
                     "steps": len(episode.steps), **episode.meta})
@@ -51,14 +53,25 @@ def run(
 
 
 @app.command()
-def status(json: bool = JSON_OPTION) -> None:
+def status(
+    deployment: bool = typer.Option(False, "--deployment",
+                                    help="Check that each configured service answers (database, chroma, model "
+                                         "server): one line each; exit 1 when one is down."),
+    json: bool = JSON_OPTION,
+) -> None:
     """The data dir, model, backend, and the stacks with their sizes."""
     from stackmind.llm.embedded import GGUF_NAME, MODEL_NAME, dequantized_dir
 
     s = settings()
+    if deployment:
+        _deployment_status(s, json)
+        return
     stacks: dict[str, int] = {}
-    if s.db_path.exists():
-        store = SQLiteStackStore(s.db_path)
+    if s.database_url is not None or s.db_path.exists():
+        try:
+            store = open_store(s)
+        except StorageError as e:
+            raise fail(str(e)) from None
         stacks = store.stacks()
         store.close()
     if s.backend == "transformers":
@@ -68,15 +81,17 @@ def status(json: bool = JSON_OPTION) -> None:
     model = str(s.model_path) if s.model_path else MODEL_NAME
     if s.backend == "openai":
         model = f"{s.model} at {s.openai_base_url}"
-    episodes = len(list(s.episodes_dir.glob("*.trace.yaml"))) if s.episodes_dir.exists() else 0
+    with open_episodes(s) as episode_store:
+        episodes = len(episode_store.ids())
     info = {
-        "home": str(s.home), "backend": s.backend, "model": model,
+        "home": str(s.home), "database": s.database_label, "backend": s.backend, "model": model,
         "embedded_model_cached": cached, "episodes": episodes, "stacks": stacks,
     }
     if json:
         print_json(info)
         return
     out.print(f"data dir   {s.home}")
+    out.print(f"database   {s.database_label}")
     out.print(f"backend    {s.backend}")
     out.print(f"model      {model}" + ("" if s.backend not in ("transformers", "llamacpp") else
                                        f" ({'cached' if cached else 'not yet prepared: the first run does it'})"))
@@ -84,6 +99,19 @@ def status(json: bool = JSON_OPTION) -> None:
     out.print(f"stacks     {len(stacks)}")
     for name, n in stacks.items():
         out.print(f"  {name}  {n} frame{'s' if n != 1 else ''}")
+
+
+def _deployment_status(s: Settings, json: bool) -> None:
+    from stackmind.deployment import check_deployment
+
+    checks = check_deployment(s)
+    if json:
+        print_json({"ok": all(c.ok for c in checks), "services": [c.to_dict() for c in checks]})
+    else:
+        for c in checks:
+            out.print(c.line())
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 @stack_app.command("show")
@@ -94,9 +122,9 @@ def stack_show(
 ) -> None:
     """Show a stack's frames, bottom to top."""
     s = settings()
-    if not s.db_path.exists():
+    if s.database_url is None and not s.db_path.exists():
         raise fail(f"no stacks yet in {s.home}: run `stackmind run \"...\"` first")
-    store = SQLiteStackStore(s.db_path)
+    store = open_store(s)
     names = store.stacks()
     if name is None:
         if not names:

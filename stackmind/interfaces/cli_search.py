@@ -25,6 +25,7 @@ from stackmind.search.engine import Budget
 from stackmind.search.solve import STRATEGIES
 from stackmind.search.viewer import render_html
 from stackmind.settings import Settings
+from stackmind.storage import open_episodes
 from stackmind.tasks.game24 import Puzzle, PuzzleError, answer_expression, check_expression, load_puzzles
 from stackmind.trace import Episode, TraceError
 
@@ -113,7 +114,7 @@ def _agent_solver(s: Settings, llm: LLM) -> Solver:
             calls=int(u.get("calls", 0)), prompt_tokens=int(u.get("prompt_tokens", 0)),
             completion_tokens=int(u.get("completion_tokens", 0)), wall_seconds=round(wall, 3),
             llm_seconds=float(u.get("wall_seconds", 0.0)), stopped="answered" if answer else "no answer",
-            episode=str(s.episodes_dir / f"{episode.id}.trace.yaml"), extra={"steps": len(episode.steps)},
+            episode=agent.episodes.where(episode.id) if agent.episodes else "", extra={"steps": len(episode.steps)},
         )
 
     return run
@@ -172,7 +173,7 @@ def bench_game24(
             single = single_stream_tokens_per_s(llm)
         if mode == "search":
             solver = search_solver(llm, strategy=strategy, budget=budget, samples=samples, seed=seed,
-                                   save=lambda ep: ep.save(s.episodes_dir), **params)
+                                   save=open_episodes(s).save, **params)
         else:
             solver = _agent_solver(s, llm)
         columns = (TextColumn("game24 {task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -137,13 +137,16 @@ def show_cmd(last: int = typer.Option(20, help="How many recent RPEs to list."),
 @value_app.command("reassess")
 def reassess_cmd(top: int = typer.Option(10, help="How many episodes to list."), json_: bool = JSON_OPTION) -> None:
     """Re-score finished episodes with the current model; list those whose judged value moved most."""
-    from stackmind.trace import TraceError, load_episodes
+    from stackmind.storage import open_episodes
+    from stackmind.trace import TraceError
     from stackmind.value import ValueModel, ValueModelError, reassess
 
     s = settings()
     try:
         model = ValueModel.load(s)
-        episodes = load_episodes(s.episodes_dir) if s.episodes_dir.is_dir() else []
+        with open_episodes(s) as store:
+            episodes = list(store.episodes())
+            where = store.location
     except (ValueModelError, TraceError) as e:
         raise fail(str(e)) from None
     moved = reassess(model, [e for e in episodes if e.steps])[:top]
@@ -151,7 +154,7 @@ def reassess_cmd(top: int = typer.Option(10, help="How many episodes to list."),
         print_json([{**vars(r), "moved": round(r.moved, 4)} for r in moved])
         return
     if not moved:
-        out.print(f"no scored episodes in {s.episodes_dir}")
+        out.print(f"no scored episodes in {where}")
         return
     for r in moved:
         out.print(f"{r.moved:+.2f}  {r.before:.2f} -> {r.after:.2f}  reward {r.reward}  {r.episode}  {r.goal[:60]}")

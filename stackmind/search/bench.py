@@ -49,7 +49,7 @@ def search_solver(
     *,
     strategy: str = "bfs",
     budget: Budget | None = None,
-    save: Callable[[Episode], Path] | None = None,
+    save: Callable[[Episode], Path | str] | None = None,
     **params: Any,
 ) -> Solver:
     """Thought search only: `solve` on each puzzle; ``save`` keeps each episode (with its tree)."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from stackmind.settings import Settings
-from stackmind.trace import TraceError
+from stackmind.storage import read_stored_episodes
 from stackmind.value.hindsight import label_episode
 from stackmind.value.labels import Label, load_labels, save_labels
 from stackmind.value.learn import TRAINABLE, data_summary
@@ -53,17 +53,10 @@ def consolidation_examples(settings: Settings, since: dt.datetime | None) -> Ite
 
 def label_unlabelled(settings: Settings) -> int:
     """Hindsight labels (and RPEs) for the episodes with a reward that no stored label names; how many."""
-    from stackmind.trace import Episode
-
-    if not settings.episodes_dir.is_dir():
-        return 0
     seen = {lab.episode for lab in load_labels(settings)}
     new: list[Label] = []
-    for path in sorted(settings.episodes_dir.glob("*.trace.yaml")):
-        try:
-            episode = Episode.load(path)
-        except TraceError:
-            continue  # consolidation's dataset step reports unreadable episodes
+    episodes, _ = read_stored_episodes(settings)  # consolidation's dataset step reports unreadable ones
+    for episode in episodes:
         if episode.id not in seen:
             new += label_episode(episode)
     save_labels(settings, new)

@@ -11,7 +11,8 @@ return (``target``, in [0, 1]). ``kind`` says how hindsight knew it (see docs/va
 - ``verifier``: a state labelled exactly by a task's verifier (e.g. the Game of 24 solver).
 
 Records are JSON lines under ``settings.home / "labels"``, one file per UTC day, appended; nothing
-rewrites them. `load_labels` reads them back, oldest first.
+rewrites them. With ``STACKMIND_DATABASE_URL`` set they go to the database's ``labels`` table instead,
+so that every host sees them. `load_labels` reads them back, oldest first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from stackmind.errors import StackmindError
 from stackmind.settings import Settings
+from stackmind.storage import PostgresEpisodeStore
 
 LABEL_KINDS = ("return_to_go", "monte_carlo", "relabelled", "conclusion", "verifier")
 
@@ -73,7 +75,15 @@ def labels_dir(settings: Settings) -> Path:
 
 
 def save_labels(settings: Settings, labels: Iterable[Label]) -> Path | None:
-    """Append labels to today's JSONL file; returns the file (None when there was nothing to write)."""
+    """Append labels to today's JSONL file; returns the file (None when there was nothing to write,
+    or when they went to the database)."""
+    labels = list(labels)
+    if settings.database_url is not None:
+        if labels:
+            with PostgresEpisodeStore(settings.database_url.get_secret_value(), label=settings.database_label,
+                                      pool_size=1) as store:
+                store.add_labels([lab.to_dict() for lab in labels])
+        return None
     rows = [json.dumps(lab.to_dict(), ensure_ascii=False) for lab in labels]
     if not rows:
         return None
@@ -100,10 +110,15 @@ def read_label_file(path: Path) -> list[Label]:
 
 def load_labels(settings: Settings, *, kinds: Sequence[str] | None = None, since: str | None = None) -> list[Label]:
     """Every stored label, oldest first; ``kinds`` filters by kind, ``since`` by ``created`` (ISO time)."""
-    directory = labels_dir(settings)
-    if not directory.is_dir():
-        return []
-    out = [lab for p in sorted(directory.glob("*.jsonl")) for lab in read_label_file(p)]
+    if settings.database_url is not None:
+        with PostgresEpisodeStore(settings.database_url.get_secret_value(), label=settings.database_label,
+                                  pool_size=1) as store:
+            out = [Label.from_dict(r) for r in store.labels()]
+    else:
+        directory = labels_dir(settings)
+        if not directory.is_dir():
+            return []
+        out = [lab for p in sorted(directory.glob("*.jsonl")) for lab in read_label_file(p)]
     if kinds is not None:
         unknown = set(kinds) - set(LABEL_KINDS)
         if unknown:

@@ -14,7 +14,7 @@ import pytest
 
 from stackmind.interfaces.chat import ChatRef, ChatSettings, Conversations
 from stackmind.settings import Settings
-from stackmind.stack import SQLiteStackStore
+from stackmind.storage import SQLiteStackStore
 from stackmind.trace import Episode
 
 TINY = ChatSettings(max_reply_tokens=48, max_steps=2, render_budget_tokens=1024, memory=False)

@@ -13,7 +13,8 @@ import pytest
 from stackmind.interfaces.chat import ChatSettings, split_message
 from stackmind.interfaces.telegram import TelegramSettings
 from stackmind.settings import Settings
-from stackmind.stack import Frame, SQLiteStackStore
+from stackmind.stack import Frame
+from stackmind.storage import SQLiteStackStore
 from stackmind.trace import Episode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

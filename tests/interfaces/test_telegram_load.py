@@ -19,7 +19,7 @@ import pytest
 
 from stackmind.interfaces.chat import ChatSettings
 from stackmind.settings import Settings
-from stackmind.stack import SQLiteStackStore
+from stackmind.storage import SQLiteStackStore
 from stackmind.trace import Episode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

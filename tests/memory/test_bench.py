@@ -10,19 +10,27 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
 
 
 @pytest.mark.slow
-def test_bench_runs_small_and_reports_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.server
+@pytest.mark.single_mode
+def test_bench_runs_small_both_layouts_and_modes_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = importlib.util.spec_from_file_location("bench_memory", BENCH)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "memory.json"
-    assert bench.main(["--sizes", "150", "400", "--queries", "8", "--e2e", "60", "--pool", "120",
-                       "--owners", "3", "--home", str(tmp_path / "home"), "--json", str(out)]) == 0
+    common = ["--queries", "6", "--e2e", "40", "--pool", "80", "--owners", "3", "--home", str(tmp_path / "home")]
+    assert bench.main(["--sizes", "100", "200", *common, "--modes", "embedded", "server", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert set(result["sizes"]) == {"150", "400"}
-    assert result["vectors"] == {"embedded": 120, "mixed": 280}
-    for size in ("150", "400"):
-        r = result["sizes"][size]["recall"]
-        assert 0 < r["p50_ms"] <= r["p95_ms"]
-    assert result["insert_e2e_per_s"] > 0 and result["insert_index_per_s"] > 0
-    assert "memory recall" in capsys.readouterr().out
+    assert result["vectors"] == {"embedded": 80, "mixed": 120}
+    for mode in ("embedded", "server"):
+        for layout in ("shared", "per-owner"):
+            run = result["runs"][mode][layout]
+            assert set(run["sizes"]) == {"100", "200"}
+            for r in run["sizes"].values():
+                assert 0 < r["recall"]["p50_ms"] <= r["recall"]["p95_ms"]
+            assert run["insert_e2e_per_s"] > 0 and run["insert_index_per_s"] > 0
+    assert "p50 vs shared" in capsys.readouterr().out
+    # A second run on the same --home reuses the built stores and fills only what is missing.
+    assert bench.main(["--sizes", "200", "300", *common, "--layouts", "per-owner", "--json", str(out)]) == 0
+    again = json.loads(out.read_text())["runs"]["embedded"]["per-owner"]
+    assert again["resumed_from"] == 200 and set(again["sizes"]) == {"200", "300"}

@@ -18,9 +18,10 @@ def _seed(settings: Settings) -> None:
         m.store("The staging server is called falcon", owner="bob", value=0.9)
         m.store("Old trivia nobody needs", owner="alice", value=0.01)
         # Age every memory by 90 days, as if time had passed since they were stored.
-        got = m._collection.get(include=["metadatas"])
         old = time.time() - 90 * 86400
-        m._collection.update(ids=got["ids"], metadatas=[{"created": old, "last_used": old} for _ in got["ids"]])
+        for _, collection in m._owner_collections():
+            got = collection.get(include=["metadatas"])
+            collection.update(ids=got["ids"], metadatas=[{"created": old, "last_used": old} for _ in got["ids"]])
 
 
 def test_search_is_scoped_to_the_owner(settings: Settings) -> None:

@@ -89,18 +89,26 @@ def test_injection_in_the_query_is_just_text(shared: Memory, query: str) -> None
     assert not {r.text for r in got} & set(BOB)
 
 
-def test_a_filter_that_leaks_is_caught(shared: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Defence in depth: results are checked against the owner even if the index returned others."""
-    collection = shared._collection
-    real_query = collection.query
+def test_owners_have_collections_of_their_own(shared: Memory) -> None:
+    names = {c.name for c in shared._client.list_collections()}
+    assert names == {shared.collection_name("alice"), shared.collection_name("bob")}
+    assert shared.count("alice") == 3 and shared.count("bob") == 3 and shared.count("carol") == 0
+    assert shared.recall("bank PIN", owner="carol", k=3) == []  # no collection: nothing, and none is made
+    assert {c.name for c in shared._client.list_collections()} == names
 
-    def leaky_query(**kwargs: Any) -> Any:
-        kwargs["where"] = {"owner": {"$ne": "nobody"}}  # as if the filter were lost
-        return real_query(**kwargs)
 
-    monkeypatch.setattr(collection, "query", leaky_query)
+def test_a_wrong_collection_is_caught(shared: Memory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: results are checked against the owner even if the layout handed back
+    another owner's index."""
+    bobs = shared._collection("bob")
+    real = shared._collection
+
+    def mixed_up(owner: str, *, create: bool = False) -> Any:
+        return bobs if owner == "alice" else real(owner, create=create)
+
+    monkeypatch.setattr(shared, "_collection", mixed_up)
     got = shared.recall(BOB[0], owner="alice", k=10)
-    assert got and {r.owner for r in got} == {"alice"}
+    assert got == []
 
 
 def test_recall_tool_uses_the_context_owner_only(shared: Memory, settings: Settings) -> None:

@@ -1,18 +1,16 @@
-"""Embedded mode is owned by one process; server mode talks to a real `chroma run` on localhost."""
+"""Embedded mode is owned by one process; server mode talks to a real `chroma run` on localhost
+(the session's, tests/conftest.py), shared by processes."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from fakes.servers import ChromaServer, free_port
 
 from stackmind.memory import Memory, MemoryLockedError, MemoryServerError
 from stackmind.settings import Settings
@@ -37,6 +35,7 @@ def _second_process(timeout: float = 120) -> subprocess.CompletedProcess[str]:
                           timeout=timeout)
 
 
+@pytest.mark.single_mode
 def test_a_second_process_gets_a_clear_error_then_its_turn(settings: Settings) -> None:
     first = Memory(settings)
     first.store("The first process held the lock", owner="alice")
@@ -54,61 +53,23 @@ def test_a_second_process_gets_a_clear_error_then_its_turn(settings: Settings) -
     assert "RECALLED: The first process held the lock" in after.stdout
 
 
+@pytest.mark.single_mode
 def test_a_second_memory_in_one_process_is_refused(memory: Memory, settings: Settings) -> None:
     with pytest.raises(MemoryLockedError, match="this process"):
         Memory(settings)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[str]:
-    exe = shutil.which("chroma")
-    if exe is None:
-        pytest.fail("the `chroma` command (from the chromadb package) is not on PATH")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path / "chroma.log", "w+")
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1",
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"chroma run exited with {proc.returncode}: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("chroma run did not answer its heartbeat within 60 s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 @pytest.mark.server
+@pytest.mark.single_mode
 def test_server_mode_shares_one_store_and_keeps_owners_apart(
-    chroma_server: str, monkeypatch: pytest.MonkeyPatch
+    chroma_server: ChromaServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STACKMIND_CHROMA_URL", chroma_server)
+    monkeypatch.setenv("STACKMIND_CHROMA_URL", chroma_server.url)
+    monkeypatch.setenv("STACKMIND_CHROMA_DATABASE", "test-shares-one-store")
     settings = Settings()
     a, b = Memory(settings), Memory(settings)  # no lock in server mode: both open at once
     try:
-        assert a.mode == "server" and a.location == chroma_server
+        assert a.mode == "server" and a.location == f"{chroma_server.url} (test-shares-one-store)"
         a.store("Alice's flight leaves at 7:40 from gate B12", owner="alice", value=0.9)
         b.store("Bob's flight leaves at 7:45 from gate B14", owner="bob")
         got = b.recall("when does my flight leave", owner="alice", k=5)
@@ -126,8 +87,38 @@ def test_server_mode_shares_one_store_and_keeps_owners_apart(
     assert (settings.memory_dir / "trace.jsonl").is_file()
 
 
+CHILD_STORES = """
+import sys
+from stackmind.memory import Memory
+from stackmind.settings import Settings
+with Memory(Settings()) as m:
+    m.store_batch([(f"user-{i % 3}", f"child {sys.argv[1]} note {i} for user-{i % 3}") for i in range(30)])
+print("stored")
+"""
+
+
+@pytest.mark.server
+@pytest.mark.single_mode
+def test_processes_share_the_server_and_owners_stay_apart(chroma_server: ChromaServer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STACKMIND_CHROMA_URL", chroma_server.url)
+    monkeypatch.setenv("STACKMIND_CHROMA_DATABASE", "test-processes-share")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD_STORES, str(i)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    with Memory(Settings()) as m:
+        assert m.count() == 60 and m.stats().owners == {"user-0": 20, "user-1": 20, "user-2": 20}
+        for owner in ("user-0", "user-1", "user-2"):
+            got = m.recall(f"note for {owner}", owner=owner, k=20, touch=False)
+            assert len(got) == 20 and all(r.text.endswith(f"for {owner}") for r in got)
+
+
+@pytest.mark.single_mode
 def test_an_unreachable_server_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STACKMIND_CHROMA_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("STACKMIND_CHROMA_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(MemoryServerError, match="cannot reach the chroma server"):
         Memory(Settings())
     monkeypatch.setenv("STACKMIND_CHROMA_URL", "ftp://example")

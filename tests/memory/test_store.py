@@ -137,7 +137,7 @@ def test_compaction_rebuilds_without_losing_or_reembedding(settings: Settings) -
         report = m.forget(now=time.time() + 5 * DAY)
         assert len(report.removed) == 6 and report.compacted
         assert m.count() == 1 and m.stats().removed_since_compaction == 0
-        assert [c.name for c in m._client.list_collections()] == [COLLECTION]
+        assert [c.name for c in m._client.list_collections()] == [m.collection_name("alice")]
         [r] = m.recall("which locker is mine", owner="alice", k=3)
         assert r.text == "Important: locker 99 is mine" and r.similarity > 0.4
 
@@ -145,22 +145,60 @@ def test_compaction_rebuilds_without_losing_or_reembedding(settings: Settings) -
 def test_interrupted_compaction_is_recovered_on_open(settings: Settings) -> None:
     with Memory(settings) as m:
         m.store("Survives a crash mid-compaction", owner="alice")
+        name = m.collection_name("alice")
         # A crash after the staging copy was made but before the swap: the original wins.
-        m._client.create_collection(COLLECTION + _COMPACT_SUFFIX)
+        m._client.create_collection(name + _COMPACT_SUFFIX)
     with Memory(settings) as m:
-        assert [c.name for c in m._client.list_collections()] == [COLLECTION]
+        assert [c.name for c in m._client.list_collections()] == [name]
         assert m.count() == 1
         # A crash after the original was dropped: the complete staging copy becomes the collection.
-        m._collection.modify(name=COLLECTION + _COMPACT_SUFFIX)
+        m._collection("alice").modify(name=name + _COMPACT_SUFFIX)
     with Memory(settings) as m:
-        assert [c.name for c in m._client.list_collections()] == [COLLECTION]
+        assert [c.name for c in m._client.list_collections()] == [name]
         assert m.recall("crash", owner="alice", k=1)[0].text == "Survives a crash mid-compaction"
 
 
-def test_memories_persist_across_reopen(settings: Settings) -> None:
+def test_memories_persist_across_reopen(settings: Settings, memory_mode: str) -> None:
     with Memory(settings) as m:
         m.store("Persisted across restarts", owner="alice")
     with Memory(settings) as m:
         assert m.recall("restarts", owner="alice", k=1)[0].text == "Persisted across restarts"
         st = m.stats()
-    assert (st.mode, st.count, st.owners, st.trace_events) == ("embedded", 1, {"alice": 1}, 1)
+    assert (st.mode, st.count, st.owners, st.trace_events) == (memory_mode, 1, {"alice": 1}, 1)
+
+
+@pytest.mark.single_mode
+def test_a_shared_collection_from_the_old_layout_is_split_by_owner(settings: Settings) -> None:
+    """Before a collection per owner, every owner's memories shared one collection, filtered by owner."""
+    import chromadb
+
+    from stackmind.memory.embedder import MiniLMEmbedding
+
+    path = settings.memory_dir / "chroma"
+    path.mkdir(parents=True)
+    client = chromadb.PersistentClient(path=str(path), settings=chromadb.Settings(anonymized_telemetry=False))
+    old = client.create_collection(COLLECTION, embedding_function=MiniLMEmbedding(),
+                                   configuration={"hnsw": {"space": "cosine"}})
+    texts = {"alice": ["Alice parks on level 3"], "bob": ["Bob parks on level 5", "Bob likes tea"]}
+    for owner, items in texts.items():
+        old.add(ids=[f"{owner}-{i}" for i in range(len(items))], documents=items,
+                metadatas=[{"owner": owner, "kind": "conclusion", "value": 0.5, "uses": 0, "created": 1.0,
+                            "last_used": 1.0, "episode": "", "provenance": "{}", "retention": 0.5} for _ in items])
+    del old, client
+    with Memory(settings) as m:
+        names = {c.name for c in m._client.list_collections()}
+        assert names == {m.collection_name("alice"), m.collection_name("bob")}
+        assert (m.count("alice"), m.count("bob")) == (1, 2)
+        assert [r.text for r in m.recall("where do I park", owner="alice", k=5)] == ["Alice parks on level 3"]
+
+
+def test_store_batch_embeds_many_owners_at_once_and_keeps_them_apart(memory: Memory) -> None:
+    ids = memory.store_batch([("alice", "Alice's bike is blue"), ("bob", "Bob's bike is red"),
+                              ("alice", "Alice's car is green"), ("alice", "Alice's bike is blue")])
+    assert ids[0] == ids[3] and len(set(ids)) == 3  # the same text twice is one memory
+    assert (memory.count("alice"), memory.count("bob")) == (2, 1)
+    assert [r.text for r in memory.recall("what colour is my bike", owner="bob", k=5)] == ["Bob's bike is red"]
+    memory.recall("bike", owner="alice", k=5)  # a use
+    memory.store_batch([("alice", "Alice's bike is blue")], value=0.9)  # an update: no new memory, uses kept
+    [bike] = [r for r in memory.recall("bike colour", owner="alice", k=5, touch=False) if "bike" in r.text]
+    assert bike.value == 0.9 and bike.uses == 1 and memory.count("alice") == 2

@@ -15,7 +15,8 @@ from stackmind.policies import (
     parse_policy,
     policy_frames,
 )
-from stackmind.stack import SQLiteStackStore, Stack
+from stackmind.stack import Stack
+from stackmind.storage import SQLiteStackStore
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,8 @@ from stackmind.policies import (
     check,
     parse_policy,
 )
-from stackmind.stack import SQLiteStackStore, Stack
+from stackmind.stack import Stack
+from stackmind.storage import SQLiteStackStore
 from stackmind.tools import ToolRegistry, first_invocation
 
 REPO = Path(__file__).resolve().parents[2]

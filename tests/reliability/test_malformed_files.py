@@ -208,7 +208,8 @@ def test_a_corrupt_stack_database_is_one_line(name: str, home: Path, work: Path)
     db = home / "stackmind.db"
     content = DATABASES[name]
     if content is None:
-        from stackmind.stack import SQLiteStackStore, Stack
+        from stackmind.stack import Stack
+        from stackmind.storage import SQLiteStackStore
 
         store = SQLiteStackStore(db)
         stack = Stack(store, "s")
