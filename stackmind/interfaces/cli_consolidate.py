@@ -214,18 +214,30 @@ def _hot_load_if_served(s: Settings, version: AdapterVersion) -> None:
 
 @app.command()
 def serve(
-    vllm: bool = typer.Option(False, "--vllm", help="The vLLM server command for a GPU host."),
-    launch: bool = typer.Option(False, "--launch", help="Run it instead of printing it."),
+    vllm: bool = typer.Option(False, "--vllm", help="Print (or --launch) the vLLM server command for a GPU host."),
+    launch: bool = typer.Option(False, "--launch", help="With --vllm: run it instead of printing it."),
+    host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
     max_lora_rank: int | None = typer.Option(None, "--max-lora-rank", help="Default: the largest registered rank."),
-    model: str | None = typer.Option(None, "--model", help="Base model folder (default: the embedded model)."),
+    model: str | None = typer.Option(None, "--model", help="Base model (default: the embedded model)."),
 ) -> None:
-    """Serve the model with the promoted LoRA adapter (vLLM, hot-loading enabled)."""
+    """Serve the model over an OpenAI-compatible API: the embedded model on llama.cpp here (continuous
+    batching, grammars, streaming, adapters hot-loaded by POST /v1/load_lora_adapter), or vLLM on a
+    GPU host (--vllm). The promoted adapter is loaded at start and served as the default."""
     from stackmind.consolidate.serving import shell_line, vllm_serve_command
 
-    if not vllm:
-        raise fail("only `stackmind serve --vllm` exists: the in-process backend needs no server")
     s = settings()
+    if not vllm:
+        from stackmind.llm.llamacpp import embedded_llamacpp
+        from stackmind.llm.server import serve as serve_http
+
+        settings_used = s.model_copy(update={"model_path": Path(model)}) if model else s
+        backend = embedded_llamacpp(settings_used)
+        console.print(f"serving {s.model} on http://{host}:{port}/v1 (llama.cpp, {settings_used.llamacpp_slots} "
+                      f"slots{', adapter ' + str(backend.default_adapter) if backend.default_adapter else ''}); "
+                      f"then: STACKMIND_BACKEND=openai STACKMIND_OPENAI_BASE_URL=http://{host}:{port}/v1")
+        serve_http(backend, s.model, host=host, port=port)
+        return
     cmd = vllm_serve_command(s, max_lora_rank=max_lora_rank, port=port, model=Path(model) if model else None)
     if not launch:
         out.print(shell_line(cmd))

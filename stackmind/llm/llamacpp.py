@@ -250,6 +250,20 @@ class LlamaCppBackend:
         if old is not None:
             self._retired.append(old)  # freed at close: a sequence may still be running on it
 
+    def unload_adapter(self, name: str) -> bool:
+        """Forget an adapter (requests already running on it finish on it); False when none had that name."""
+        with self._cv:
+            ptr = self._adapters.pop(name, None)
+            self._adapter_paths.pop(name, None)
+            if ptr is None:
+                return False
+            self._retired.append(ptr)
+            if self.default_adapter == name:
+                self.default_adapter = None
+            if self._active_adapter == name:
+                self._active_adapter = "\0stale"
+        return True
+
     def adapters(self) -> dict[str, str]:
         return dict(self._adapter_paths)
 
@@ -387,6 +401,10 @@ class LlamaCppBackend:
             if seq.job.adapter != self._active_adapter:
                 if running:
                     return  # the current adapter's sequences finish first
+                if seq.job.adapter is not None and seq.job.adapter not in self._adapters:
+                    waiting.popleft()
+                    self._fail_job(seq.job, LLMError(f"adapter {seq.job.adapter!r} was unloaded"))
+                    continue
                 self._apply_adapter(seq.job.adapter)
             free = [s for s in self._slots if s.seq is None]
             if not free:

@@ -34,7 +34,7 @@ CASES = {
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_every_exception_is_one_line(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     exc, first, second = CASES[name]
-    monkeypatch.setattr("stackmind.interfaces.cli_core.SQLiteStackStore", _boom(exc))
+    monkeypatch.setattr("stackmind.interfaces.cli_core.open_store", _boom(exc))
     home = Settings().home
     home.mkdir(parents=True)
     (home / "stackmind.db").write_bytes(b"")  # status opens the store when there is one
