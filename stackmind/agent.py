@@ -296,7 +296,8 @@ class Agent:
                 where = f"step {i + 1}" if depth == 0 else f"sub-goal (depth {depth}) step {i + 1}"
                 run.progress(f"{where}: thinking ...")
             result = self.step(view, goal, run, depth=depth, fmt=self._callable(run, stack.frames()),
-                               thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)))
+                               thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)),
+                               last=i == max_steps - 1)
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
                               observation=result.observation, view=view, substeps=result.substeps,
@@ -312,13 +313,14 @@ class Agent:
         return None
 
     def step(self, view: str, goal: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None,
-             thought_alone: bool = True) -> StepResult:
-        """One step: ask the model (the grammar makes the reply one step), then act on it."""
+             thought_alone: bool = True, last: bool = False) -> StepResult:
+        """One step: ask the model (the grammar makes the reply one step), then act on it. The step
+        budget's ``last`` step may only be the final answer: a run ends with its best answer."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         reply = self.model().generate(
             [fmt.messages(view, goal)], max_tokens=self.settings.max_new_tokens,
-            temperature=run.temperature, seed=run.seed, stop=STOP, grammar=fmt.grammar(thought_alone=thought_alone),
+            temperature=run.temperature, seed=run.seed, stop=STOP, grammar=fmt.grammar(thought_alone=thought_alone, final_only=last),
             on_text=stream.feed if stream is not None else None,
         ).texts[0][0].strip()
         return self.act(reply, run, depth=depth, fmt=fmt)

@@ -48,7 +48,7 @@ An action runs a tool or a learning policy; its result comes back as an observat
 {tools}
 Rules:
 1. When the goal needs any calculation, counting, dates, text or list work, a search, or running code, your first step is an Action: @python(...) with a short program that prints the answer. Never work it out in your head.
-2. When an observation answers the goal, reply: Final answer: <the answer>, in the form the goal asks for.
+2. When an observation answers the goal, give the Final answer.
 3. A greeting, a fact you know or an explanation gets the Final answer directly."""
 
 STOP = ("\n[observation]", "\nObservation:")  # a model must never write the world's turn itself
@@ -203,14 +203,16 @@ class StepFormat:
         return f"{lead}Final answer: {step.answer}"
 
     # ---- the grammar --------------------------------------------------------------------------
-    def grammar(self, *, thought_alone: bool = True) -> str:
+    def grammar(self, *, thought_alone: bool = True, final_only: bool = False) -> str:
         """GBNF for one step; the names in an action are the ones this format knows. With
         ``thought_alone`` off (the last step was a bare thought) a thought must lead to an action or
-        the final answer: two bare thoughts in a row are not a step the format offers."""
+        the final answer: two bare thoughts in a row are not a step the format offers. With
+        ``final_only`` (the step budget's last step) the step is the final answer, at once."""
         names = " | ".join(_gbnf_literal(n) for n in self.names) or '"python"'
         lead = 'thought ("\\n" (action | final))?' if thought_alone else 'thought "\\n" (action | final)'
+        root = "final" if final_only else f"{lead} | action | final"
         return "\n".join([
-            f"root ::= {lead} | action | final",
+            f"root ::= {root}",
             'thought ::= "Thought: " [^\\n]{1,300}',  # bounded: a small model can loop inside one line
             'final ::= "Final answer: " [^\\n] [^\\x00]{0,4000}',
             'action ::= "Action: @" name "(" args ")"',

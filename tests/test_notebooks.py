@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+# What a notebook must print, beyond running without an error.
+EXPECTED = {"consolidate": ["promoted v0001", "adapter: {'current'", "after: "]}
 
 
 @pytest.mark.slow
@@ -21,3 +23,6 @@ def test_notebook_executes(path: Path, tmp_path: Path) -> None:
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, errors
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    for text in EXPECTED.get(path.stem, []):
+        assert text in printed, (text, printed[-2000:])

@@ -1,9 +1,10 @@
 """The adapter registry: versioned LoRA adapters under ``settings.adapters_dir``.
 
     adapters/
-      v0001/                 adapter_config.json, adapter_model.safetensors, stackmind.json (lineage, metrics)
+      v0001/                 adapter_config.json, adapter_model.safetensors, stackmind.json (lineage, metrics),
+                             adapter.gguf (the same adapter converted for the llama.cpp backend)
       v0002/ ...
-      current -> v0002       the promoted adapter (a relative symlink; the transformers backend loads it)
+      current -> v0002       the promoted adapter (a relative symlink; every backend loads it at start)
       history.jsonl          every promotion and rollback, append-only
 
 A version folder is written under a temporary name and renamed into place, so it is complete or
@@ -31,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stackmind.consolidate.config import VLLM_LORA_RANKS
 from stackmind.consolidate.dataset import atomic_write
 from stackmind.errors import StackmindError
+from stackmind.llm.lora_gguf import GGUF_NAME, AdapterConversionError, convert_adapter
 from stackmind.settings import Settings
 
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -203,7 +205,7 @@ class AdapterRegistry:
         tmp = self.root / f".{name}.tmp{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(adapter_dir, tmp)
-        meta = {"version": name, "created": _now(), **meta}
+        meta = {"version": name, "created": _now(), **meta, "gguf": _to_gguf(tmp)}
         (tmp / META).write_text(json.dumps(meta, indent=2, default=str))
         tmp.rename(self.root / name)
         return AdapterVersion(name, self.root / name, meta)
@@ -295,3 +297,14 @@ def _short_error(err: Any) -> str:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _to_gguf(version_dir: Path) -> str:
+    """Convert a version's peft adapter to the GGUF file the llama.cpp backend serves (``adapter.gguf``
+    beside it); what went wrong when it could not be converted (the transformers backend still serves it)."""
+    try:
+        convert_adapter(version_dir, version_dir / GGUF_NAME)
+    except (AdapterConversionError, OSError) as e:
+        return f"not converted: {e}"
+    return GGUF_NAME
+

@@ -175,6 +175,7 @@ class LlamaCppBackend:
         self._retired: list[Any] = []
         self.default_adapter: str | None = None
         self._queue: deque[_Job] = deque()
+        self._clear = False
         self._cv = threading.Condition()
         self._closed = False
         # What the worker did (benchmarks and tests read it): decode iterations, prompt tokens asked
@@ -249,6 +250,13 @@ class LlamaCppBackend:
             self._cv.notify_all()
         if old is not None:
             self._retired.append(old)  # freed at close: a sequence may still be running on it
+
+    def clear_cache(self) -> None:
+        """Forget every cached prefix (done before the next request starts). Sampling with a seed is
+        reproducible from the same cache state; the kernels' rounding depends on the cache's layout."""
+        with self._cv:
+            self._clear = True
+            self._cv.notify_all()
 
     def unload_adapter(self, name: str) -> bool:
         """Forget an adapter (requests already running on it finish on it); False when none had that name."""
@@ -365,6 +373,11 @@ class LlamaCppBackend:
                     for seq in running + list(waiting):
                         self._fail_job(seq.job, LLMError("the llama.cpp backend was closed"))
                     return
+                if self._clear and not running and not waiting:
+                    self._L.llama_memory_clear(self._mem, True)
+                    for slot in self._slots:
+                        slot.tokens = []
+                    self._clear = False
                 while self._queue:
                     waiting.extend(self._queue.popleft().seqs)
             try:

@@ -54,8 +54,9 @@ def test_real_consolidation_is_resumable_promotes_and_changes_the_output(
     settings: Settings, config: ConsolidateConfig, write_episode, tmp_path: Path, embedded_llm: Any,
 ) -> None:
     """A few LoRA steps on the embedded model: killed after training, resumed, gated, promoted,
-    reloaded by the transformers backend, and the model now answers a training prompt differently."""
-    from stackmind.consolidate import episode_messages
+    converted for llama.cpp, loaded by the default backend, and the model now answers a training prompt
+    differently."""
+    from stackmind.consolidate import step_examples, step_format
     from stackmind.llm import load_llm
 
     ep = write_episode(settings.episodes_dir, "What is the secret word of the tower?", 1.0, answer="zanzibar",
@@ -88,10 +89,11 @@ def test_real_consolidation_is_resumable_promotes_and_changes_the_output(
     for png in ("loss.png", "eval.png", "calibration.png"):
         assert (run_dir / png).is_file()
 
-    # The transformers backend loads the promoted adapter, and it changed what the model says.
+    # The default (llama.cpp) backend loads the promoted adapter's GGUF, and it changed what the model says.
+    assert registry.get("v0001").meta["gguf"] == "adapter.gguf"
     adapted = load_llm(settings)
-    assert adapted.backend.adapter == str((settings.adapters_dir / "v0001").resolve())
-    prompt = episode_messages(ep, config.system_prompt)[:-1]
+    assert adapted.backend.adapters()["current"] == str((settings.adapters_dir / "v0001" / "adapter.gguf").resolve())
+    prompt = step_examples(ep, step_format(settings, ep), "episode")[0].messages[:-1]
     before = embedded_llm.generate([prompt], max_tokens=8, temperature=0.0).first[0]
     after = adapted.generate([prompt], max_tokens=8, temperature=0.0).first[0]
     assert after != before

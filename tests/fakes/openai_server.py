@@ -12,7 +12,8 @@ last one repeats when they run out), and ``/v1/models``. ``mode`` makes it misbe
 - ``"garbage"``: answer 200 with ``garbage`` as the body (not JSON by default);
 - ``"no_choices"``: answer 200 with JSON that has no ``choices``.
 
-It records every request body in ``requests``.
+It records every request body in ``requests``; ``delay`` (seconds) holds each answer back, so a
+test can act while a request is in flight.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import Any
 
 class ScriptedOpenAI:
     def __init__(self, replies: list[str] | None = None, *, mode: str = "ok", status: int = 500,
-                 garbage: bytes = b"<html><body>502 Bad Gateway</body></html>") -> None:
+                 garbage: bytes = b"<html><body>502 Bad Gateway</body></html>", delay: float = 0.0) -> None:
         self.replies = list(replies or ["Final answer: 42"])
+        self.delay = delay
         self.mode = mode
         self.status = status
         self.garbage = garbage
@@ -92,6 +94,8 @@ class ScriptedOpenAI:
                     return
                 if fake.mode == "no_choices":
                     self._send(200, b'{"object": "chat.completion", "usage": {}}')
+                    return
+                if fake.delay and fake._stop.wait(fake.delay):
                     return
                 text = fake._next_reply()
                 with fake._lock:

@@ -76,8 +76,9 @@ def test_a_new_chat_is_not_kept_waiting_by_a_long_answer(settings: Settings, emb
 
             long = asyncio.create_task(conv.say(ref(1), "Write a long story about a dragon.",
                                                 lambda t: mark("long", t)))
-            while "long" not in seen:
+            while "long" not in seen and not long.done():
                 await asyncio.sleep(0.01)
+            assert "long" in seen, await long  # its answer streams (the reply shows what it did instead)
             short = await conv.say(ref(2), "Hi!", lambda t: mark("short", t))
             return await long, short
 

@@ -144,7 +144,7 @@ def test_answer_is_streamed_and_thumbs_become_rewards(
         fake.wait_for(lambda: any(a["callback_query_id"] == up for a in fake.callback_answers), 30, "the 👍 answer")
         assert Episode.load(path).reward == 1.0
         frames = SQLiteStackStore(settings.db_path).frames(f"telegram-{ALICE}")
-        assert [f.kind for f in frames] == ["observation", "conclusion"]
+        assert [f.kind for f in frames] == ["goal", "conclusion"]
         assert frames[1].value > 0.8  # liked: stays in context longer
 
         down = fake.press(ALICE, reply, f"rate:-1:{episode_id}")
@@ -185,7 +185,7 @@ def test_commands(fake: FakeTelegram, settings: Settings, embedded_llm) -> None:
         fake.send_text(ALICE, "My cat is called Whiskers.")
         fake.wait_for(lambda: final_replies(fake, ALICE), 300, "an answer")
         stack = ask("/stack")
-        assert "[observation 0.60] My cat is called Whiskers." in stack and "[conclusion" in stack
+        assert "[goal 1.00] My cat is called Whiskers." in stack and "[conclusion" in stack
         assert ask("/stack", BOB) == "The stack is empty."  # Bob's chat has its own stack
         assert "Cleared 2 frames" in ask("/forget")
         assert ask("/stack") == "The stack is empty."

@@ -1,4 +1,5 @@
-"""The embedded model really generates, and a batch really is one batched generate."""
+"""The transformers backend (training's and the gate's backend, and a serving fallback) really
+generates on the embedded model, and a batch really is one batched generate."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ import pytest
 from stackmind.llm import LLM
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def embedded_llm(tmp_path_factory: pytest.TempPathFactory) -> LLM:
+    """The embedded model on the transformers backend (the suite's shared `embedded_llm` is llama.cpp)."""
+    import os
+    from pathlib import Path
+
+    from stackmind.llm import load_llm
+    from stackmind.settings import Settings
+
+    cache = Path(os.environ.get("STACKMIND_TEST_CACHE", Path.home() / ".cache" / "stackmind-test"))
+    return load_llm(Settings(home=tmp_path_factory.mktemp("tf-home"), cache=cache, backend="transformers"))
 
 
 def _count_generate_calls(llm: LLM, monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -147,6 +147,11 @@ def start(args: list[str], env: dict[str, str], cwd: Path, stdin: str | None = N
 
 def finish(proc: subprocess.Popen[str], timeout: float, args: list[str] | None = None) -> Ran:
     deadline = proc._t0 + timeout  # type: ignore[attr-defined]
+    if proc.returncode is not None:  # already reaped (by poll()): its peak memory is not known
+        _join(proc)
+        out = proc._out  # type: ignore[attr-defined]
+        return Ran(proc.returncode, out.get("stdout", ""), out.get("stderr", ""), time.monotonic() - proc._t0,  # type: ignore[attr-defined]
+                   float("nan"))
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
