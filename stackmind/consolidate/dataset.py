@@ -227,8 +227,8 @@ def hook_examples(items: Iterable[Episode | dict[str, Any]], settings: Settings,
             continue
         goal = str(item["prompt"])
         msgs = [*fmt.messages(f"[goal] {goal}", goal), {"role": "assistant", "content": reply}]
-        yield Example(msgs, str(item.get("source", "hindsight")), str(item.get("id", "")),
-                      float(item.get("weight", 1.0)))
+        origin = ":".join(str(item[k]) for k in ("source", "id") if item.get(k))  # e.g. relabelled conclusion:<id>
+        yield Example(msgs, "hindsight", origin, float(item.get("weight", 1.0)))
 
 
 def read_episodes(directory: Path) -> tuple[list[Episode], list[str]]:

@@ -258,7 +258,7 @@ def _collect(settings: Settings, config: ConsolidateConfig, hooks: Hooks,
     problems: list[str] = []
     if hooks.examples is not None:
         try:
-            extra = list(hook_examples(hooks.examples(settings, since), config))
+            extra = list(hook_examples(hooks.examples(settings, since), settings, config))
         except Exception as e:  # the labeller's failure should not cost the night's other data
             problems.append(f"hindsight examples skipped: {type(e).__name__}: {e}")
     replay_pool = _replay_pool(root / "replay.jsonl", problems)

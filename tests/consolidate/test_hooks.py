@@ -91,3 +91,15 @@ def test_value_retrain_labels_episodes_that_no_label_names(settings: Settings) -
     assert out["labelled_now"] > 0 and "skipped" in out  # too few to train on, but labelled and kept
     assert out["labelled_now"] == len([lab for lab in load_labels(settings)])
     assert retrain_for_consolidation(settings)["labelled_now"] == 0  # labelled once only
+
+
+def test_hindsight_examples_reach_the_dataset_in_the_step_format(settings: Settings, config: ConsolidateConfig) -> None:
+    from stackmind.consolidate import Hooks, consolidate
+
+    given = [{"prompt": "Make 24 from 4 6 1 1", "response": "Steps: 4 * 6 = 24. Final answer: 4 * 6 * 1 * 1",
+              "source": "relabelled conclusion", "id": "x1"}]
+    plan = consolidate(settings, config, dry_run=True, hooks=Hooks(examples=lambda s, since: given))
+    assert not [p for p in plan["problems"] if "hindsight" in p], plan["problems"]
+    assert plan["dataset"]["new_hindsight"] == 1, plan["dataset"]
+    (ex,) = [e for e in plan["examples"] if e["source"] == "hindsight"]
+    assert ex["target"].endswith("Final answer: 4 * 6 * 1 * 1") and "Current goal: Make 24" in ex["prompt"]
