@@ -43,7 +43,7 @@ class ConsolidateConfig(BaseSettings):
     max_steps: int = Field(-1, ge=-1, le=1_000_000, description="Stop after this many optimizer steps (-1: epochs decide).")
     batch_size: int = Field(2, ge=1, le=1024)
     grad_accum: int = Field(1, ge=1, le=1024)
-    max_length: int = Field(768, ge=16, le=131_072)
+    max_length: int = Field(2048, ge=16, le=131_072)  # tokens of prompt + step: a step's prompt holds the view
     save_steps: int = Field(20, ge=1, description="Checkpoint every N steps (resume starts from the last).")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"

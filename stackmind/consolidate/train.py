@@ -33,6 +33,10 @@ class TargetModulesError(StackmindError, ValueError):
     """The LoRA adapter would adapt a module that must be left alone (the embeddings)."""
 
 
+class TrainingDataError(StackmindError, ValueError):
+    """Nothing to train on: every example is longer than the configured maximum length."""
+
+
 @dataclass
 class TrainResult:
     adapter_dir: Path
@@ -117,6 +121,10 @@ def train_lora(
         rank = int(model.peft_config["default"].r)
     else:
         peft_config = lora_config(config)
+    rows, too_long = fitting_rows(rows, tokenizer, config.max_length)
+    if too_long and progress:
+        progress(f"{too_long} example(s) longer than max_length {config.max_length} tokens left out "
+                 "(STACKMIND_CONSOLIDATE_MAX_LENGTH)")
     trainer_dir = run_dir / "trainer"
     args = SFTConfig(
         output_dir=str(trainer_dir),
@@ -172,6 +180,21 @@ def train_lora(
     train_seconds = next((e["train_runtime"] for e in reversed(log) if "train_runtime" in e), None)
     return TrainResult(out, state.global_step, int(rows_seen), train_seconds or time.perf_counter() - t0, log,
                        stopped, init, rank, device)
+
+
+def fitting_rows(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
+    """The rows whose prompt and completion fit in ``max_length`` tokens, and how many did not. Cut
+    to fit, a row would lose its completion (what is learned): trl truncates the end."""
+    def length(row: dict[str, Any]) -> int:
+        ids = tokenizer.apply_chat_template([*row["prompt"], *row["completion"]], tokenize=True)
+        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+
+    kept = [r for r in rows if length(r) <= max_length]
+    if rows and not kept:
+        raise TrainingDataError(
+            f"every one of the {len(rows)} training examples is longer than max_length {max_length} tokens "
+            f"(the shortest is {min(length(r) for r in rows)}): raise STACKMIND_CONSOLIDATE_MAX_LENGTH")
+    return kept, len(rows) - len(kept)
 
 
 def lora_config(config: ConsolidateConfig) -> Any:

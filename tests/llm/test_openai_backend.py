@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -22,19 +23,34 @@ from stackmind.settings import Settings
 from stackmind.stepformat import FormatError, StepFormat
 
 
+SERVED = Settings.model_fields["model"].default  # the name both servers answer to
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def llama_server(embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["llama.cpp server", "stackmind serve"])
+def llama_server(request: pytest.FixtureRequest, embedded_gguf: Path,
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real OpenAI-compatible server process on the embedded model: llama-cpp-python's server (an
+    implementation that is not ours), and our own `stackmind serve`; every test runs against both."""
     port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
+    base = tmp_path_factory.mktemp("llama")
+    log = base / "server.log"
+    if request.param == "llama.cpp server":
+        cmd = [sys.executable, str(Path(__file__).parents[1] / "fakes" / "llama_server.py"), "--model", str(embedded_gguf),
+               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"]
+        env = None
+    else:
+        cmd = [sys.executable, "-m", "stackmind.interfaces.cli", "serve", "--port", str(port)]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STACKMIND_")}
+        env.update(STACKMIND_HOME=str(base / "home"), STACKMIND_MODEL_PATH=str(embedded_gguf),
+                   STACKMIND_LLAMACPP_SLOTS="4", PYTHONPATH=str(Path(__file__).parents[2]))
     proc = subprocess.Popen(
-        [sys.executable, str(Path(__file__).parents[1] / "fakes" / "llama_server.py"), "--model", str(embedded_gguf),
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "2"],
+        cmd, env=env,
         stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115 (a pipe would fill and block it)
     )
     url = f"http://127.0.0.1:{port}/v1"
@@ -42,14 +58,14 @@ def llama_server(embedded_gguf: Path, tmp_path_factory: pytest.TempPathFactory) 
         deadline = time.monotonic() + 180
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"llama.cpp server exited: {log.read_text()[-2000:]}")
+                pytest.fail(f"{request.param} exited: {log.read_text()[-2000:]}")
             try:
                 if httpx.get(url + "/models", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("llama.cpp server did not start in 180 s")
+                pytest.fail(f"{request.param} did not start in 180 s")
             time.sleep(0.5)
         yield url
     finally:
@@ -81,7 +97,7 @@ def test_real_server_enforces_the_step_grammar(llama_server: str) -> None:
     """The grammar goes in the request and the server enforces it: every reply is one step."""
     fmt = StepFormat.for_names({"python": "run Python in a sandbox"})
     goals = ["What is 17 * 23?", "Tell me a joke.", "Write a haiku about the sea.", "Reverse the word 'stack'."]
-    llm = LLM(OpenAIBackend(llama_server, "qwen"))
+    llm = LLM(OpenAIBackend(llama_server, SERVED))
     replies = llm.generate([fmt.messages(f"[goal] {g}", g) for g in goals], max_tokens=80, temperature=0.9,
                            seed=5, grammar=fmt.grammar()).first
     for r in replies:
@@ -95,7 +111,7 @@ def test_real_server_enforces_the_step_grammar(llama_server: str) -> None:
 @pytest.mark.server
 def test_real_server_streams(llama_server: str) -> None:
     pieces: list[str] = []
-    llm = LLM(OpenAIBackend(llama_server, "qwen"))
+    llm = LLM(OpenAIBackend(llama_server, SERVED))
     text = llm.generate([[{"role": "user", "content": "Count from 1 to 20, separated by commas."}]], max_tokens=60,
                         temperature=0.0, on_text=lambda i, j, d: pieces.append(d)).first[0]
     assert len(pieces) > 5 and "".join(pieces) == text
@@ -132,7 +148,7 @@ def test_chat_on_the_server_backend_answers_at_length(llama_server: str, monkeyp
 @pytest.mark.slow
 @pytest.mark.server
 def test_real_server_seeded_sampling(llama_server: str) -> None:
-    llm = LLM(OpenAIBackend(llama_server, "qwen"))
+    llm = LLM(OpenAIBackend(llama_server, SERVED))
     a = llm.generate(["Once upon a time"], max_tokens=8, temperature=1.0, seed=5).first
     b = llm.generate(["Once upon a time"], max_tokens=8, temperature=1.0, seed=5).first
     assert a == b and a[0].strip()

@@ -1,9 +1,11 @@
 """Episodes for the synthesis tests: one simple strategy repeatedly fixed a failure.
 
-Multiplying by 99 in one go goes wrong for the embedded model; writing 99 as 100 - 1 fixes it.
-Each episode is what the agent would have lived: a confident wrong step (the check says so), then
-the step that worked, which the value prediction did not expect (a large reward-prediction error).
-A few unrelated episodes sit beside them (a different kind of goal, no surprise).
+"The zork of n" is a convention of this user's: n times 99. The agent cannot know it (the embedded
+model guesses, and computing is no help without the rule); each episode is what it would have
+lived: a confident wrong guess (the check says so), then the step that worked once the rule was
+known (99 = 100 - 1), which the value prediction did not expect (a large reward-prediction error).
+A policy written from three of them must carry the rule to held-out goals of the same kind. A few
+unrelated episodes sit beside them (a different kind of goal, no surprise).
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ WRITTEN = (37, 58, 64)  # the episodes a policy can be written from
 HELDOUT = (29, 84, 78, 46, 53)  # further episodes of the same kind: held out for grounding
 
 
+def goal(n: int) -> str:
+    return f"What is the zork of {n}? Answer with the number."
+
+
 def times_99_episode(n: int, *, index: int) -> Episode:
     wrong = n * 99 + 100 * (1 + index % 3) - 10
     return Episode(
         id=f"20250101-0000{index:02d}-x99{n:03d}",
-        goal=f"What is {n} * 99?",
+        goal=goal(n),
         steps=[
-            Step(thought=f"{n} * 99 = {wrong}", observation=f"wrong: {wrong} + {n} is not {n}00", value=0.8),
-            Step(thought=f"99 = 100 - 1, so {n} * 99 = {n * 100} - {n} = {n * 99}.", value=0.3),
+            Step(thought=f"The zork of {n} is {wrong}.", observation=f"wrong: {wrong} + {n} is not {n}00", value=0.8),
+            Step(thought=f"The zork of a number is the number times 99, and 99 = 100 - 1, so the zork of {n} "
+                         f"is {n * 100} - {n} = {n * 99}.", value=0.3),
         ],
         answer=str(n * 99), reward=1.0, meta={"task": "arithmetic"},
     )

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from synthesis_episodes import HELDOUT, WRITTEN, episodes
+from synthesis_episodes import HELDOUT, WRITTEN, episodes, goal
 from typer.testing import CliRunner
 
 from stackmind.learning.grounding import AgentTrial, Grounding, HeldoutTask, game24_task
@@ -69,7 +69,7 @@ def test_surprises_cluster_and_split(settings: Settings) -> None:
     assert items and all(s.source == "rpe-log" for s in items)  # read from the RPE log after_episode wrote
     clusters = cluster(items, config.cluster_similarity)
     big = clusters[0]
-    assert {e.goal for e in big.episodes} == {f"What is {n} * 99?" for n in WRITTEN + HELDOUT}
+    assert {e.goal for e in big.episodes} == {goal(n) for n in WRITTEN + HELDOUT}
     ev = evidence(big, config)
     assert not isinstance(ev, str)
     written = {e.goal for e in ev.written_from}
@@ -252,7 +252,7 @@ def test_agent_writes_a_policy_that_checks_and_improves_heldout_tasks(settings: 
     assert check([path], known=list(_library())).ok  # what `stackmind policy check` says
     g = cand.grounding
     assert g["success_with"] > g["success_without"] and g["roi"] >= SynthesisConfig().roi_threshold
-    written = {f"What is {n} * 99?" for n in WRITTEN}
+    written = {goal(n) for n in WRITTEN}
     assert {t["goal"] for t in g["tasks"]} and not written & {t["goal"] for t in g["tasks"]}
     prov = PolicyStore(settings).provenance(cand.name)
     assert prov["model"] == embedded_llm.name and prov["episodes"] and prov["grounding"]["keep"]

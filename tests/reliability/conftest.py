@@ -124,7 +124,7 @@ def env_for(home: Path, **extra: str) -> dict[str, str]:
 
 def stackmind(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120.0,
               stdin: str | None = None) -> Ran:
-    """Run ``stackmind ARGS`` (this checkout) to the end; its own peak memory comes from wait4."""
+    """Run ``stackmind ARGS`` (this checkout) to the end; its own peak memory is read from /proc while it runs."""
     return finish(start(args, env, cwd, stdin), timeout, args)
 
 
@@ -152,7 +152,9 @@ def finish(proc: subprocess.Popen[str], timeout: float, args: list[str] | None =
         out = proc._out  # type: ignore[attr-defined]
         return Ran(proc.returncode, out.get("stdout", ""), out.get("stderr", ""), time.monotonic() - proc._t0,  # type: ignore[attr-defined]
                    float("nan"))
+    peak_kb = 0
     while True:
+        peak_kb = max(peak_kb, _hwm_kb(proc.pid))
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             break
@@ -168,7 +170,20 @@ def finish(proc: subprocess.Popen[str], timeout: float, args: list[str] | None =
     _join(proc)
     out = proc._out  # type: ignore[attr-defined]
     return Ran(proc.returncode, out.get("stdout", ""), out.get("stderr", ""), time.monotonic() - proc._t0,  # type: ignore[attr-defined]
-               usage.ru_maxrss / 1024)
+               peak_kb / 1024)
+
+
+def _hwm_kb(pid: int) -> int:
+    """The process's own peak resident memory so far (VmHWM of its current image). wait4's ru_maxrss
+    is no use here: Linux carries the forking parent's peak across exec, and pytest holds the model."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _join(proc: subprocess.Popen[str]) -> None:
