@@ -280,9 +280,10 @@ class LlamaCppBackend:
         if name is None:
             L.llama_set_adapters_lora(self._ctx, None, 0, None)
         else:
-            arr = (ctypes.c_void_p * 1)(self._adapters[name])
+            arr = (L.llama_adapter_lora_p_ctypes * 1)(self._adapters[name])
             scales = (ctypes.c_float * 1)(1.0)
-            L.llama_set_adapters_lora(self._ctx, ctypes.cast(arr, ctypes.POINTER(ctypes.c_void_p)), 1, scales)
+            if L.llama_set_adapters_lora(self._ctx, arr, 1, scales) != 0:
+                raise LLMError(f"llama.cpp could not apply the adapter {name!r} ({self._adapter_paths.get(name)})")
         self._active_adapter = name
         L.llama_memory_clear(self._mem, True)  # cached keys and values came from other weights
         for s in self._slots:
@@ -418,7 +419,12 @@ class LlamaCppBackend:
                     waiting.popleft()
                     self._fail_job(seq.job, LLMError(f"adapter {seq.job.adapter!r} was unloaded"))
                     continue
-                self._apply_adapter(seq.job.adapter)
+                try:
+                    self._apply_adapter(seq.job.adapter)
+                except Exception as e:  # an adapter llama.cpp will not apply fails the requests for it
+                    waiting.popleft()
+                    self._fail_job(seq.job, e)
+                    continue
             free = [s for s in self._slots if s.seq is None]
             if not free:
                 return
@@ -427,8 +433,14 @@ class LlamaCppBackend:
             if self._sibling_reading(seq):
                 return  # a prompt with a longer common prefix is being read: copy it next iteration
             waiting.popleft()
-            self._place(seq, free)
-            self._make_samplers(seq)
+            try:
+                self._place(seq, free)
+                self._make_samplers(seq)
+            except Exception as e:  # a grammar that does not parse, ...: this request fails, not the batch
+                if seq.slot is not None:
+                    self._release(seq)
+                self._fail_job(seq.job, e)
+                continue
             running.append(seq)
 
     def _sibling_reading(self, seq: _Seq) -> bool:

@@ -145,3 +145,20 @@ def test_a_prompt_too_long_for_a_sequence_is_refused(backend: LlamaCppBackend) -
 def test_an_unknown_adapter_is_refused(backend: LlamaCppBackend) -> None:
     with pytest.raises(LLMError, match="no adapter named"):
         LLM(backend).generate(["hi"], max_tokens=2, adapter="nope")
+
+
+def test_a_request_that_cannot_start_fails_alone(backend: LlamaCppBackend) -> None:
+    """A grammar llama.cpp cannot parse fails its own request; the worker goes on with the others."""
+    llm = LLM(backend)
+    got: dict[str, object] = {}
+
+    def good() -> None:
+        got["good"] = llm.generate(["1, 2, 3,"], max_tokens=4, temperature=0).first[0]
+
+    t = threading.Thread(target=good)
+    t.start()
+    with pytest.raises(LLMError, match="grammar"):
+        llm.generate(["hi"], max_tokens=4, grammar="root ::= (unclosed")
+    t.join(60)
+    assert not t.is_alive() and "4" in str(got["good"])
+    assert llm.generate(["a, b, c,"], max_tokens=3, temperature=0).first[0].strip()

@@ -22,7 +22,6 @@ from stackmind.llm.openai import OpenAIBackend
 from stackmind.settings import Settings
 from stackmind.stepformat import FormatError, StepFormat
 
-
 SERVED = Settings.model_fields["model"].default  # the name both servers answer to
 
 
