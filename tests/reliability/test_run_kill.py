@@ -49,6 +49,7 @@ def _wait(what: str, ready, proc, timeout: float = 120) -> None:  # noqa: ANN001
         time.sleep(0.05)
 
 
+@pytest.mark.fault("kill -9 of run")
 @pytest.mark.parametrize("moment", ["after the first step", "while a step is in flight"])
 def test_a_killed_run_keeps_its_steps_and_the_next_run_is_clean(tmp_path: Path, moment: str) -> None:
     home, work = tmp_path / "home", tmp_path / "work"
@@ -86,6 +87,7 @@ def test_a_killed_run_keeps_its_steps_and_the_next_run_is_clean(tmp_path: Path, 
     assert sum("Observation: 42" in m["content"] for m in prompt) == 0  # the killed run's steps are not shown
 
 
+@pytest.mark.fault("concurrent runs on one stack")
 def test_two_runs_on_one_stack_take_turns(tmp_path: Path) -> None:
     home, work = tmp_path / "home", tmp_path / "work"
     work.mkdir()
