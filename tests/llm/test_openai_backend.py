@@ -99,8 +99,15 @@ def test_real_server_enforces_the_step_grammar(llama_server: str) -> None:
     llm = LLM(OpenAIBackend(llama_server, SERVED))
     replies = llm.generate([fmt.messages(f"[goal] {g}", g) for g in goals], max_tokens=80, temperature=0.9,
                            seed=5, grammar=fmt.grammar()).first
+    parsed = 0
     for r in replies:
-        fmt.parse(r)  # raises FormatError when the server ignored the grammar
+        try:
+            fmt.parse(r)
+            parsed += 1
+        except FormatError:
+            # the only reply that may not parse is one max_tokens cut inside its action
+            assert "Action: @" in r and r.count("(") > r.count(")"), r
+    assert parsed >= 2, replies
     free = llm.generate(["Write a haiku about the sea:"], max_tokens=24, temperature=0.0).first[0]
     with pytest.raises(FormatError):
         fmt.parse(free)  # and without it the same server writes free text: the test can fail
