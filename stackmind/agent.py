@@ -318,12 +318,16 @@ class Agent:
         budget's ``last`` step may only be the final answer: a run ends with its best answer."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
-        reply = self.model().generate(
+        gen = self.model().generate(
             [fmt.messages(view, goal)], max_tokens=self.settings.max_new_tokens,
             temperature=run.temperature, seed=run.seed, stop=STOP, grammar=fmt.grammar(thought_alone=thought_alone, final_only=last),
             on_text=stream.feed if stream is not None else None,
-        ).texts[0][0].strip()
-        return self.act(reply, run, depth=depth, fmt=fmt)
+        )
+        result = self.act(gen.texts[0][0].strip(), run, depth=depth, fmt=fmt)
+        if result.step is None and gen.cut():  # the grammar held, the token limit ended it mid-step
+            result.observation = (f"that reply was cut at the step's limit of {self.settings.max_new_tokens} "
+                                  "tokens before it was one step: take a shorter step")
+        return result
 
     def act(self, reply: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None) -> StepResult:
         """What a reply means: a thought, an answer, or a tool or policy call (run here)."""

@@ -100,3 +100,28 @@ def test_frames_are_valued_by_the_value_model_when_it_is_trusted(agent_run, monk
     agent._push_step(stack, result, run)
     assert [f.value for f in stack.frames()] == [0.1, 0.2, 0.3]
     assert {f.provenance["valued_by"] for f in stack.frames()} == {"value model v0007"}
+
+
+class _CutBackend:
+    """A backend whose one reply the token limit cut inside its action (it says so, as llama.cpp does)."""
+
+    name = "cut"
+
+    def generate(self, request):  # type: ignore[no-untyped-def]
+        from stackmind.llm.base import Completion
+
+        return [Completion(["Action: @python(print(sum(range("], 10, 8, finish_reasons=["length"])
+                for _ in request.prompts]
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)
+
+
+def test_a_reply_the_token_limit_cut_says_so(settings: Settings) -> None:
+    from stackmind.llm import LLM
+
+    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False}),
+                  llm=LLM(_CutBackend()), tools=default_tools(settings))
+    ep = agent.run("Add the numbers below a million.", max_steps=2)
+    first = ep.steps[0]
+    assert first.meta.get("format_error") and "cut at the step's limit" in (first.observation or "")

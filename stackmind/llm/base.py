@@ -48,6 +48,9 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens reused from the backend's cache (not evaluated again)
+    # Why each sample ended: "stop" (end of text or a stop string) or "length" (max_tokens); empty when
+    # the backend does not say.
+    finish_reasons: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +89,12 @@ class Generation:
 
     texts: list[list[str]]
     usage: Usage = field(default_factory=Usage)
+    finish_reasons: list[list[str]] = field(default_factory=list)  # per prompt, per sample (may be empty)
+
+    def cut(self, i: int = 0, j: int = 0) -> bool:
+        """Did max_tokens end sample j of prompt i (rather than the text itself)?"""
+        reasons = self.finish_reasons[i] if i < len(self.finish_reasons) else []
+        return j < len(reasons) and reasons[j] == "length"
 
     @property
     def first(self) -> list[str]:
@@ -160,7 +169,8 @@ class LLM:
             wall_seconds=wall, cached_tokens=sum(c.cached_tokens for c in completions),
         )
         self.usage.add(usage)
-        return Generation(texts=[c.texts for c in completions], usage=usage)
+        return Generation(texts=[c.texts for c in completions], usage=usage,
+                          finish_reasons=[list(c.finish_reasons) for c in completions])
 
     def complete(self, prompt: Prompt, **kw: object) -> str:
         """One prompt, one sample: the text."""

@@ -101,6 +101,7 @@ class _Seq:
     row: int = -1  # the batch row whose logits this sequence samples from next
     fork_of: _Seq | None = None  # a sample of the same prompt: shares that sequence's prompt cells
     done: bool = False
+    finish: str = ""  # stop | length
     error: str | None = None
 
     @property
@@ -330,6 +331,7 @@ class LlamaCppBackend:
                 texts=[s.text for s in seqs], prompt_tokens=len(seqs[0].tokens),
                 completion_tokens=sum(len(s.generated) for s in seqs),
                 cached_tokens=seqs[0].cached + sum(len(s.tokens) for s in seqs[1:]),
+                finish_reasons=[s.finish for s in seqs],
             ))
         return out
 
@@ -566,17 +568,17 @@ class LlamaCppBackend:
         self.stats["completion_tokens"] += 1
         r = seq.job.request
         if L.llama_vocab_is_eog(self._vocab, token):
-            self._finish(seq)
+            self._finish(seq, "stop")
             return
         seq.raw += self._detok(token)
         seq.text = _decode_prefix(seq.raw)
         cut = _find_stop(seq.text, r.stop, seq.streamed)
         if cut is not None:
             seq.text = seq.text[:cut]
-            self._finish(seq)
+            self._finish(seq, "stop")
             return
         if len(seq.generated) >= r.max_tokens or len(seq.tokens) + len(seq.generated) >= self.slot_ctx:
-            self._finish(seq)
+            self._finish(seq, "length")
             return
         self._stream(seq, final=False)
 
@@ -625,8 +627,9 @@ class LlamaCppBackend:
             except Exception:  # a caller's display must never stop generation
                 pass
 
-    def _finish(self, seq: _Seq) -> None:
+    def _finish(self, seq: _Seq, reason: str) -> None:
         seq.done = True
+        seq.finish = reason
         self._stream(seq, final=True)
 
 

@@ -78,6 +78,7 @@ class OpenAIBackend:
     async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, prompt: Prompt,
                    request: Request) -> Completion:
         texts: list[str] = []
+        reasons: list[str] = []
         prompt_tokens = completion_tokens = 0
         # Some servers return fewer than n choices: ask again for the rest.
         for _attempt in range(request.n):
@@ -99,10 +100,12 @@ class OpenAIBackend:
             for c in choices[:want]:
                 text = c["message"].get("content") or "" if "message" in c else c.get("text", "")
                 texts.append(strip_at_stop(text, request.stop))
+                reasons.append(str(c.get("finish_reason") or ""))
             usage = data.get("usage") or {}
             prompt_tokens = usage.get("prompt_tokens", prompt_tokens)
             completion_tokens += usage.get("completion_tokens") or sum(approx_tokens(t) for t in texts[-len(choices):])
-        return Completion(texts=texts, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens))
+        return Completion(texts=texts, prompt_tokens=int(prompt_tokens), completion_tokens=int(completion_tokens),
+                          finish_reasons=reasons)
 
     def _body(self, prompt: Prompt, request: Request, n: int, seed_offset: int) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -127,7 +130,7 @@ class OpenAIBackend:
                       on_delta: Any) -> dict[str, Any]:
         """One streamed completion (server-sent events), assembled into the shape of a plain answer."""
         url = self.base_url + path
-        text, usage = "", {}
+        text, usage, finish = "", {}, ""
         try:
             async with client.stream("POST", url, json={**body, "stream": True,
                                                         "stream_options": {"include_usage": True}}) as r:
@@ -144,7 +147,8 @@ class OpenAIBackend:
                         raise LLMError(f"{url} answered something that is not an OpenAI completion") from e
                     if text:
                         on_delta(text)
-                    return {"choices": [{"text": text}], "usage": data.get("usage") or {}}
+                    return {"choices": [{"text": text, "finish_reason": choice.get("finish_reason") or ""}],
+                            "usage": data.get("usage") or {}}
                 async for line in r.aiter_lines():
                     if not line.startswith("data:"):
                         continue
@@ -157,13 +161,14 @@ class OpenAIBackend:
                         raise LLMError(f"{url} streamed something that is not JSON: {payload[:200]!r}") from e
                     usage = event.get("usage") or usage
                     for c in event.get("choices") or []:
+                        finish = c.get("finish_reason") or finish
                         delta = (c.get("delta") or {}).get("content") if "delta" in c else c.get("text")
                         if delta:
                             text += delta
                             on_delta(delta)
         except httpx.TransportError as e:
             raise LLMError(f"the streamed request to {url} failed ({type(e).__name__}: {e})") from e
-        return {"choices": [{"text": text}], "usage": usage}
+        return {"choices": [{"text": text, "finish_reason": finish}], "usage": usage}
 
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.base_url + path

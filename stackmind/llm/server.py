@@ -65,8 +65,9 @@ def create_app(backend: LlamaCppBackend, served_name: str) -> Starlette:
         except (LLMError, ValueError, TypeError) as e:
             return _error(400, str(e))
         c = out[0]
-        choices = [({"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"} if chat
-                    else {"index": i, "text": t, "finish_reason": "stop"}) for i, t in enumerate(c.texts)]
+        reasons = [(c.finish_reasons[i] if i < len(c.finish_reasons) else "") or "stop" for i in range(len(c.texts))]
+        choices = [({"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": reasons[i]} if chat
+                    else {"index": i, "text": t, "finish_reason": reasons[i]}) for i, t in enumerate(c.texts)]
         return JSONResponse({
             "id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion" if chat else "text_completion",
             "created": int(time.time()), "model": body.get("model") or served_name, "choices": choices,
@@ -97,6 +98,9 @@ def create_app(backend: LlamaCppBackend, served_name: str) -> Starlette:
             try:
                 c = (await task)[0]
                 usage = {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
+                end = {"index": 0, "finish_reason": (c.finish_reasons or ["stop"])[0] or "stop"}
+                end.update({"delta": {}} if chat else {"text": ""})
+                yield f"data: {json.dumps({'choices': [end]})}\n\n"
                 yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n"
             except LLMError as e:
                 yield f"data: {json.dumps({'error': {'message': str(e)}})}\n\n"
