@@ -10,6 +10,8 @@ one of another kind (a Game of 24 example on a word problem is copied, not used)
 
 from __future__ import annotations
 
+import re
+
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -87,8 +89,8 @@ class DemoLibrary:
         if not self.demos or k <= 0:
             return []
         if self._vectors is None:
-            self._vectors = embed([d.goal for d in self.demos])
-        q = embed([goal])[0]
+            self._vectors = embed([topic(d.goal) for d in self.demos])
+        q = embed([topic(goal)])[0]
         sims = self._vectors @ q
         key = " ".join(goal.split()).lower()
         out: list[Demo] = []
@@ -103,6 +105,16 @@ class DemoLibrary:
             seen.add(g)
             out.append(Demo(d.goal, d.text, d.origin, float(sims[i])))
         return out
+
+
+_FORM = re.compile(r"\s*\b(Answer|Reply|Respond|Give the answer)\b[^.?!]*[.?!]?\s*$", re.IGNORECASE)
+
+
+def topic(goal: str) -> str:
+    """A goal without its closing instruction on the answer's form ("Answer with the number."): that
+    sentence is shared across kinds of goal and would make a product look like a Game of 24 puzzle."""
+    stripped = _FORM.sub("", goal).strip()
+    return stripped or goal
 
 
 def _read(paths: Iterable[Path]) -> Iterable[Episode]:

@@ -77,7 +77,9 @@ def test_policy_check_answers_held_out_examples_with_the_policy_pushed(
     checks = consolidation_checks(settings)
     assert list(checks) == ["policy tests (1 held-out examples)"]
     (check,) = checks.values()
-    # The held-out question is answered from the pushed examples (the word is nowhere else).
+    # The held-out question is answered from the pushed examples (the word is nowhere else). From a
+    # cold cache: llama.cpp's greedy text can differ with what earlier tests left cached (docs/llm.md).
+    embedded_llm.backend.clear_cache()
     assert check(embedded_llm) == 1.0
 
 

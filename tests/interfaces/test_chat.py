@@ -74,7 +74,7 @@ def test_a_new_chat_is_not_kept_waiting_by_a_long_answer(settings: Settings, emb
             async def mark(name: str, text: str) -> None:
                 seen.setdefault(name, time.perf_counter())
 
-            long = asyncio.create_task(conv.say(ref(1), "Write a long story about a dragon.",
+            long = asyncio.create_task(conv.say(ref(1), "Count from 1 to 300, separated by commas.",
                                                 lambda t: mark("long", t)))
             while "long" not in seen and not long.done():
                 await asyncio.sleep(0.01)

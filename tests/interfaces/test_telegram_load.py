@@ -1,6 +1,7 @@
-"""Load: 20 users x 50 messages through the real bot, the fake Bot API over HTTP and the real model.
+"""Load: 20 users x 20 messages through the real bot, the fake Bot API over HTTP and the real model
+(STACKMIND_LOAD_MESSAGES=50 runs the full size, 1000 messages: about ten minutes on 2 cores).
 
-What it measures: that under a burst far beyond what the model can answer one by one (1000
+What it measures: that under a burst far beyond what the model can answer one by one (400
 messages; the model decodes a few tokens a second on 2 cores) nothing is lost, every reply goes to
 the right chat, no stack or memory crosses users, Telegram's flood limit holds, and the bot stays up.
 Each turn is a run of the agent (one step, a short reply, no demonstrations) so that it runs in
@@ -11,6 +12,7 @@ arrive while it is being answered are answered together in its next turn (each i
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ from fakes.bot_runner import RunningBot  # noqa: E402
 from fakes.telegram_server import FakeTelegram  # noqa: E402
 
 USERS = [2000 + i for i in range(20)]
-MESSAGES = 50
+MESSAGES = int(os.environ.get("STACKMIND_LOAD_MESSAGES", "20"))
 
 
 _PARSED: dict[Path, tuple[float, Episode]] = {}
