@@ -22,6 +22,7 @@ examples:
   - goal: Which secret word opens the harbour gate?
     response: "Final answer: zanzibar"
     answer: zanzibar
+    match: {kind: contains}
     split: heldout
 training:
   slow: {weight: 2}
