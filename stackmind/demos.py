@@ -10,9 +10,8 @@ one of another kind (a Game of 24 example on a word problem is copied, not used)
 
 from __future__ import annotations
 
-import re
-
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
