@@ -26,7 +26,7 @@ from stackmind.consolidate.dataset import (
     write_jsonl,
 )
 from stackmind.consolidate.gate import GateResult, evaluate
-from stackmind.consolidate.hooks import Hooks, discover
+from stackmind.consolidate.hooks import Hooks
 from stackmind.consolidate.lock import exclusive
 from stackmind.consolidate.registry import AdapterRegistry
 from stackmind.consolidate.report import write_report
@@ -70,7 +70,9 @@ def consolidate(
     config = _with_learned_policies(settings, config or ConsolidateConfig())
     say = progress or (lambda _m: None)
     root = consolidate_dir(settings)
-    hooks = hooks if hooks is not None else discover(settings, config)
+    hooks = hooks if hooks is not None else Hooks(missing={
+        k: "no hooks given (the command line passes stackmind.learning.hooks.learning_hooks)"
+        for k in ("hindsight examples", "value model", "game24", "policy tests")})
     if dry_run:  # reads only: the lock is not even needed
         dataset, problems, _ = _collect(settings, config, hooks, root)
         return plan(settings, config, dataset, problems, hooks, max_minutes)

@@ -79,8 +79,10 @@ def consolidate(
             f"it cannot be resumed ({why}). " if why else "`stackmind consolidate --resume` continues it. ")
             + "Starting a new run.", markup=False, highlight=False, soft_wrap=True)
     try:
+        from stackmind.learning.hooks import learning_hooks
+
         record = run_consolidation(s, config, dry_run=dry_run, max_minutes=max_minutes, resume=resume,
-                                   progress=lambda m: console.print(f"[dim]consolidate:[/] {m}", markup=True,
+                                   hooks=learning_hooks(s, config), progress=lambda m: console.print(f"[dim]consolidate:[/] {m}", markup=True,
                                                                     highlight=False))
     except ConsolidationLocked as e:
         raise fail(str(e), code=EX_TEMPFAIL) from e

@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stackmind.embedder import embed
 from stackmind.policies.schema import Policy
 from stackmind.stack import Frame
-
-if TYPE_CHECKING:
-    from stackmind.policies.library import PolicyLibrary
 
 DEFAULT_SIMILARITY = 0.6
 RELEVANT = 0.35  # an error-triggered policy must still be about the goal this much
@@ -70,7 +66,7 @@ class Selected:
 class Selector:
     """Chooses policies by their triggers. Embeddings of each policy's texts are computed once."""
 
-    library: PolicyLibrary
+    library: Iterable[Policy]  # a PolicyLibrary, or any policies
     embed: Embed | None = None  # default: MiniLM, loaded on first similarity query
     limit: int = DEFAULT_LIMIT
     _keys: dict[str, tuple[list[str], np.ndarray]] = field(default_factory=dict, repr=False)

@@ -8,8 +8,7 @@ import pytest
 from conftest import SECRET_POLICY
 
 from stackmind.consolidate import ConsolidateConfig
-from stackmind.consolidate.hooks import discover
-from stackmind.learning.hooks import consolidation_checks
+from stackmind.learning.hooks import consolidation_checks, learning_hooks
 from stackmind.settings import Settings
 from stackmind.value import (
     Label,
@@ -23,8 +22,8 @@ from stackmind.value import (
 from stackmind.value.game24_states import dataset, random_puzzles
 
 
-def test_discover_finds_every_hook(settings: Settings, config: ConsolidateConfig) -> None:
-    hooks = discover(settings, config)
+def test_learning_hooks_wire_every_part(settings: Settings, config: ConsolidateConfig) -> None:
+    hooks = learning_hooks(settings, config)
     assert hooks.examples is consolidation_examples
     assert hooks.retrain_value is retrain_for_consolidation
     assert any(name.startswith("policy tests") for name in hooks.checks)  # the starter library's held-out examples
