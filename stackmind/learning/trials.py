@@ -8,6 +8,7 @@ with ``--split heldout`` only the train examples are pushed). The report gives b
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,7 +41,12 @@ def _norm(text: str, ignore_case: bool) -> str:
 def last_number(text: str) -> float | None:
     """The last number in text ("Final answer: 32.40 dollars" -> 32.4; "2/3" -> 0.666...)."""
     value = answers.last_number(text)
-    return float(value) if value is not None else None
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # a model's run of digits: a number too large for a float matches nothing
+        return math.inf if value > 0 else -math.inf
 
 
 def matches(matcher: Matcher, answer: str | None, expected: str | None, goal: str = "",

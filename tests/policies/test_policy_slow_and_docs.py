@@ -74,6 +74,8 @@ def test_judge_matcher_asks_the_model() -> None:
 def test_no_answer_never_passes_and_numbers_parse() -> None:
     assert not matches(Matcher(kind="contains"), None, "x")
     assert last_number("1,234,567 and then 8") == 8 and last_number("1,234,567") == 1234567
+    huge = "Final answer: " + "1234567890" * 40  # a model that looped on digits
+    assert last_number(huge) == float("inf") and not matches(Matcher(kind="numeric"), huge, "3663")
 
 
 def test_test_cases_never_push_the_tested_example() -> None:
