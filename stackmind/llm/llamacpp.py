@@ -286,9 +286,7 @@ class LlamaCppBackend:
             if L.llama_set_adapters_lora(self._ctx, arr, 1, scales) != 0:
                 raise LLMError(f"llama.cpp could not apply the adapter {name!r} ({self._adapter_paths.get(name)})")
         self._active_adapter = name
-        L.llama_memory_clear(self._mem, True)  # cached keys and values came from other weights
-        for s in self._slots:
-            s.tokens = []
+        self._forget_cache()  # cached keys and values came from other weights
 
     # ---- the interface ----------------------------------------------------------------------------
     def generate(self, request: Request) -> list[Completion]:
@@ -377,9 +375,7 @@ class LlamaCppBackend:
                         self._fail_job(seq.job, LLMError("the llama.cpp backend was closed"))
                     return
                 if self._clear and not running and not waiting:
-                    self._L.llama_memory_clear(self._mem, True)
-                    for slot in self._slots:
-                        slot.tokens = []
+                    self._forget_cache()
                     self._clear = False
                 while self._queue:
                     waiting.extend(self._queue.popleft().seqs)
@@ -392,15 +388,19 @@ class LlamaCppBackend:
                     self._release(seq)
                     self._fail_job(seq.job, e)
                 running.clear()
-                self._L.llama_memory_clear(self._mem, True)  # start again from a cache that is known
-                for slot in self._slots:
-                    slot.tokens = []
+                self._forget_cache()  # start again from a cache that is known
             for seq in [s for s in running if s.done]:
                 running.remove(seq)
                 self._release(seq)
                 seq.job.left -= 1
                 if seq.job.left == 0:
                     seq.job.event.set()
+
+    def _forget_cache(self) -> None:
+        """Drop every cached key and value, and what each slot says it holds."""
+        self._L.llama_memory_clear(self._mem, True)
+        for slot in self._slots:
+            slot.tokens = []
 
     def _fail_job(self, job: _Job, error: BaseException) -> None:
         if job.error is None:
