@@ -54,6 +54,10 @@ DEMOS: list[tuple[str, str, list[str]]] = [
      ["Action: @python(print(6480 * 35 / 100))"]),
     ("arithmetic-powmod", "What is 7^122 mod 45? Answer with the number.",
      ["Action: @python(print(pow(7, 122, 45)))"]),
+    ("arithmetic-sum", "Add 2381, 90412, 775 and 16034 together. Answer with the number.",
+     ["Action: @python(print(2381 + 90412 + 775 + 16034))"]),
+    ("arithmetic-divide", "Calculate 86142 divided by 3. Answer with the number.",
+     ["Action: @python(print(86142 / 3))"]),
     ("word-shopping", "Lena buys 6 pencils at $1.25 each and 2 notebooks at $3.40 each. She pays with a $20 bill. "
      "How much change does she get, in dollars? Answer with the number.",
      ["Thought: Add up the cost, then subtract it from what she paid.\n"

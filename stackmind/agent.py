@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from stackmind.demos import DemoLibrary, default_trace_dirs
 from stackmind.errors import StackmindError
@@ -158,6 +159,13 @@ class Agent:
     def stack(self, name: str) -> Stack:
         assert self.store is not None
         return Stack(self.store, name, self.model().count_tokens)
+
+    def push_between_runs(self, stack_name: str, kind: str, text: str, value: float, **provenance: Any) -> None:
+        """Push a frame onto a named stack when no run is on it (waiting for one to finish): a run
+        settles its stack back to where it started, and would take a frame pushed meanwhile with it
+        (a /think conclusion reached during a chat turn)."""
+        with self._stack_lock(stack_name, None):
+            self.stack(stack_name).push(kind, text, value=value, **provenance)
 
     def step_format(self) -> StepFormat:
         """The format of this agent's steps. Its tools are described in the system prompt; a learning

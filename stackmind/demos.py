@@ -24,7 +24,8 @@ from stackmind.trace import Episode, TraceError
 
 log = logging.getLogger("stackmind.demos")
 
-MIN_SIMILARITY = 0.3  # MiniLM cosine of the goals; measured on the goal suite's dev split (docs/agent.md)
+MIN_SIMILARITY = 0.3  # MiniLM cosine of the goals' topics (numbers masked)
+MAX_GAP = 0.1  # a further demonstration only when it is about as similar as the best one
 MAX_SOLVED = 2000  # the most recent solved episodes kept in the library
 
 
@@ -59,6 +60,7 @@ class DemoLibrary:
     fmt: StepFormat
     demos: list[Demo] = field(default_factory=list)
     min_similarity: float = MIN_SIMILARITY
+    max_gap: float = MAX_GAP
     _vectors: np.ndarray | None = field(default=None, repr=False)
 
     @classmethod
@@ -84,7 +86,10 @@ class DemoLibrary:
             self._vectors = None
 
     def select(self, goal: str, k: int = 2) -> list[Demo]:
-        """The k demonstrations most like ``goal`` (never the goal itself), best first."""
+        """The k demonstrations most like ``goal`` (never the goal itself), best first: above
+        ``min_similarity``, and within ``max_gap`` of the best, so that a goal with one close
+        example is not shown a second of another kind (a product given a Game of 24 program copies
+        the program)."""
         if not self.demos or k <= 0:
             return []
         if self._vectors is None:
@@ -96,7 +101,7 @@ class DemoLibrary:
         seen: set[str] = set()
         for i in np.argsort(-sims, kind="stable"):
             d = self.demos[int(i)]
-            if sims[i] < self.min_similarity or len(out) >= k:
+            if sims[i] < self.min_similarity or len(out) >= k or out and sims[i] < out[0].similarity - self.max_gap:
                 break
             g = " ".join(d.goal.split()).lower()
             if g == key or g in seen:
@@ -107,13 +112,18 @@ class DemoLibrary:
 
 
 _FORM = re.compile(r"\s*\b(Answer|Reply|Respond|Give the answer)\b[^.?!]*[.?!]?\s*$", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
+_RUN = re.compile(r"N(?:(?:,\s*|\s+)(?:and\s+)?N)+")  # a list of numbers is one N: how many is not the kind
 
 
 def topic(goal: str) -> str:
-    """A goal without its closing instruction on the answer's form ("Answer with the number."): that
-    sentence is shared across kinds of goal and would make a product look like a Game of 24 puzzle."""
-    stripped = _FORM.sub("", goal).strip()
-    return stripped or goal
+    """What kind of goal it is: without its closing instruction on the answer's form ("Answer with
+    the number.", shared across kinds), and with every number written N. The numbers are what differ
+    between two goals of one kind: MiniLM gives "What is 17 * 23?" and "What is 4821 * 3907?" a
+    cosine of 0.48, no more than a Game of 24 puzzle, and 1.0 once both are "What is N * N?". A
+    list of numbers is one N: four numbers to add are not a Game of 24 puzzle."""
+    stripped = _FORM.sub("", goal).strip() or goal
+    return _RUN.sub("N", _NUMBER.sub("N", stripped))
 
 
 def _read(paths: Iterable[Path]) -> Iterable[Episode]:

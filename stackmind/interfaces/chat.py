@@ -292,8 +292,7 @@ class Conversations:
             if progress is not None:
                 asyncio.run_coroutine_threadsafe(progress(line), loop)
 
-        stack = self.stack(chat)
-        stack.push("goal", goal, value=1.0, command="think")
+        await asyncio.to_thread(self.agent.push_between_runs, chat.stack, "goal", goal, 1.0, command="think")
         task = asyncio.create_task(asyncio.to_thread(
             self.agent.run, goal, stack_name=f"{chat.stack}-think", owner=chat.owner,
             max_steps=self.config.think_steps, search=self.config.think_search, progress=report,
@@ -304,7 +303,8 @@ class Conversations:
             episode = await asyncio.shield(task)
         finally:
             self._background.discard(task)
-        stack.push("conclusion", episode.answer or NO_ANSWER, value=0.9, episode=episode.id, command="think")
+        await asyncio.to_thread(self.agent.push_between_runs, chat.stack, "conclusion", episode.answer or NO_ANSWER,
+                                0.9, episode=episode.id, command="think")
         return episode
 
 

@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from aiolimiter import AsyncLimiter
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
@@ -114,21 +113,33 @@ class TelegramSettings(BaseSettings):
 
 class ChatRateLimiter(AIORateLimiter):
     """python-telegram-bot's limiter (overall, groups, RetryAfter), with private chats paced too:
-    Telegram asks for about one message a second per chat, which the library leaves to the bot."""
+    Telegram asks for about one message a second per chat, which the library leaves to the bot.
+
+    A chat's requests go one at a time, and the next starts ``chat_interval_s`` after the previous
+    one's answer came back: Telegram wrote the previous message before it answered, so the gap it
+    sees is at least the interval however late a request reaches it (a loaded machine, a slow
+    network). Spacing the starts instead lets a late request and a prompt one arrive too close."""
 
     def __init__(self, chat_interval_s: float, **kw: Any) -> None:
         super().__init__(**kw)
         self.chat_interval_s = chat_interval_s
-        self._chats: dict[int, AsyncLimiter] = {}
+        self._chats: dict[int, tuple[asyncio.Lock, list[float]]] = {}
 
     async def process_request(self, callback: Any, args: Any, kwargs: dict[str, Any], endpoint: str,
                               data: dict[str, Any], rate_limit_args: int | None) -> Any:
         chat_id = data.get("chat_id")
-        if isinstance(chat_id, int) and chat_id > 0 and self.chat_interval_s > 0:
-            limiter = self._chats.setdefault(chat_id, AsyncLimiter(1, self.chat_interval_s))
-            async with limiter:
+        if not (isinstance(chat_id, int) and chat_id > 0 and self.chat_interval_s > 0):
+            return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+        lock, done_at = self._chats.setdefault(chat_id, (asyncio.Lock(), [float("-inf")]))
+        async with lock:
+            loop = asyncio.get_running_loop()
+            wait = done_at[0] + self.chat_interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            try:
                 return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
-        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
+            finally:
+                done_at[0] = loop.time()
 
 
 # ---- streaming one answer ---------------------------------------------------------------------

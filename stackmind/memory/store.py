@@ -202,6 +202,20 @@ class _ProcessLock:
             self._fd = -1
 
 
+def _ensure_database(admin: Any, database: str) -> None:
+    """The server's database, created on first use. Two processes starting together may both find it
+    missing: the one that loses the race to create it finds it there."""
+    try:
+        admin.get_database(database)
+        return
+    except NotFoundError:
+        pass
+    try:
+        admin.create_database(database)
+    except Exception:
+        admin.get_database(database)  # made by another process meanwhile; if not, its error is the one
+
+
 def _connect(settings: Settings) -> tuple[ClientAPI, str, str]:
     chroma_settings = chromadb.Settings(anonymized_telemetry=False)
     if settings.chroma_url:
@@ -217,10 +231,7 @@ def _connect(settings: Settings) -> tuple[ClientAPI, str, str]:
             admin = chromadb.AdminClient(chromadb.Settings(
                 anonymized_telemetry=False, chroma_api_impl="chromadb.api.fastapi.FastAPI",
                 chroma_server_host=url.hostname, chroma_server_http_port=port, chroma_server_ssl_enabled=ssl))
-            try:
-                admin.get_database(database)
-            except NotFoundError:
-                admin.create_database(database)
+            _ensure_database(admin, database)
             client = chromadb.HttpClient(host=url.hostname, port=port, ssl=ssl, settings=chroma_settings,
                                          database=database)
             client.heartbeat()

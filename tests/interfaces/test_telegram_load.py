@@ -58,7 +58,7 @@ def covered(episodes: list[Episode]) -> list[str]:
 
 
 @pytest.mark.slow
-def test_twenty_users_fifty_messages_each(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+def test_twenty_users_twenty_messages_each(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
     memory_mod = pytest.importorskip("stackmind.memory")
     config = ChatSettings(max_reply_tokens=16, max_steps=1, render_budget_tokens=512, memory=True)
     settings = settings.model_copy(update={"demos": 0, "recall_k": 2})

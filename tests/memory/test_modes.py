@@ -124,3 +124,36 @@ def test_an_unreachable_server_is_reported(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("STACKMIND_CHROMA_URL", "ftp://example")
     with pytest.raises(MemoryServerError, match="not an http"):
         Memory(Settings())
+
+
+def test_losing_the_race_to_create_the_database_is_fine() -> None:
+    """Two processes starting together on a new server database both find it missing; the one whose
+    create fails because the other made it meanwhile goes on (seen in CI as one child failing)."""
+    from chromadb.errors import NotFoundError
+
+    from stackmind.memory.store import _ensure_database
+
+    class RacedAdmin:
+        def __init__(self) -> None:
+            self.exists = False
+            self.gets = 0
+
+        def get_database(self, name: str) -> None:
+            self.gets += 1
+            if not self.exists:
+                self.exists = True  # the other process creates it just after this look
+                raise NotFoundError(name)
+
+        def create_database(self, name: str) -> None:
+            raise ValueError(f"database {name} already exists")
+
+    admin = RacedAdmin()
+    _ensure_database(admin, "db")
+    assert admin.gets == 2
+
+    class Broken(RacedAdmin):
+        def get_database(self, name: str) -> None:
+            raise NotFoundError(name)
+
+    with pytest.raises(NotFoundError):  # created by no one: the error is not swallowed
+        _ensure_database(Broken(), "db")
