@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter
@@ -104,6 +105,7 @@ class _Run:
     recalled: set[str] = field(default_factory=set)  # memory ids already on the stack
     pushed: list[str] = field(default_factory=list)  # learning policies pushed by fast learning
     save: Callable[[], None] | None = None  # writes the episode as it stands (after every step)
+    copy_told: bool = False  # told once that its answer was a worked example's (`_copied_example`)
 
 
 @dataclass
@@ -315,6 +317,15 @@ class Agent:
             failed = not result.ok
             if run.save is not None and depth == 0:
                 run.save()
+            if result.answer is not None and i < max_steps - 1 and not run.copy_told:
+                copied = _copied_example(result.answer, goal, stack.frames())
+                if copied is not None:  # told once, while a step is left: then any answer is taken
+                    run.copy_told = True
+                    steps[-1].meta["copied_example"] = copied
+                    result = StepResult(result.reply, None, ok=False, observation=(
+                        f"{result.answer.strip()[:80]} is the answer of a worked example above, to another goal "
+                        f"({copied[:120]}); it is not this goal's: work this goal out with its own numbers"))
+                    steps[-1].observation = result.observation
             if result.answer is not None:
                 return result.answer
             self._push_step(stack, result, run)
@@ -724,6 +735,29 @@ class _AnswerStream:
 
 def _bare_thought(step: Step, fmt: StepFormat) -> bool:
     return isinstance(fmt.step_of(step), Thought)
+
+
+_EXAMPLE_GOAL = re.compile(r"(?:Worked example\. Goal:|^\s*goal:|^\[goal\]) (.+)$", re.MULTILINE)
+_EXAMPLE_ANSWER = re.compile(r"(?:Final answer:|^\[conclusion\])\s*(.+)$", re.MULTILINE)
+
+
+def _copied_example(answer: str, goal: str, frames: Sequence[Frame]) -> str | None:
+    """The goal of a worked example on the stack (a demonstration, a policy's example or trajectory)
+    whose answer this is, when that goal is another one and the answer is not in this goal's own
+    text: a small model copies the nearest example's answer instead of working its own goal out."""
+    key = answer_key(answer)
+    if key is None or key in {answer_key(w) for w in re.findall(r"-?\d+(?:\.\d+)?", goal)}:
+        return None
+    here = " ".join(goal.split()).lower()
+    for f in frames:
+        if f.kind not in ("trajectory", "policy"):
+            continue
+        goals = [(m.start(), m.group(1).strip()) for m in _EXAMPLE_GOAL.finditer(f.text)]
+        for m in _EXAMPLE_ANSWER.finditer(f.text):
+            owner = next((g for at, g in reversed(goals) if at < m.start()), None)
+            if owner is not None and " ".join(owner.split()).lower() != here and answer_key(m.group(1)) == key:
+                return owner
+    return None
 
 
 def _answer_key(answer: str | None) -> str | None:

@@ -11,7 +11,7 @@ from stackmind.agent import Agent, GoalError, _close_tool_state, _Run, default_t
 from stackmind.settings import Settings
 from stackmind.stepformat import Action, Final, Thought
 from stackmind.tools import ToolContext
-from stackmind.trace import Episode
+from stackmind.trace import Episode, Step
 
 
 @pytest.fixture
@@ -125,3 +125,55 @@ def test_a_reply_the_token_limit_cut_says_so(settings: Settings) -> None:
     ep = agent.run("Add the numbers below a million.", max_steps=2)
     first = ep.steps[0]
     assert first.meta.get("format_error") and "cut at the step's limit" in (first.observation or "")
+
+
+class _ScriptedBackend:
+    """Replies in turn (a deterministic double of a backend: this tests what the loop does with them)."""
+
+    name = "scripted"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = list(replies)
+        self.prompts: list[object] = []
+
+    def generate(self, request):  # type: ignore[no-untyped-def]
+        from stackmind.llm.base import Completion
+
+        self.prompts.extend(request.prompts)
+        return [Completion([self.replies.pop(0)], 10, 8) for _ in request.prompts]
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)
+
+
+def _demo_agent(settings: Settings, replies: list[str]) -> Agent:
+    from stackmind.demos import DemoLibrary
+    from stackmind.llm import LLM
+
+    agent = Agent(settings.model_copy(update={"demos": 1, "memory": False, "policies": False, "learn": False}),
+                  llm=LLM(_ScriptedBackend(replies)), tools=default_tools(settings))
+    agent.demos = DemoLibrary(agent.step_format(), min_similarity=0.0)
+    agent.demos.extend([Episode(goal="What is the zork of 64? Answer with the number.", kind="guided", reward=1.0,
+                                answer="6336", steps=[Step(thought="Final answer: 6336")])])
+    return agent
+
+
+def test_an_answer_copied_from_a_worked_example_is_sent_back_once(settings: Settings) -> None:
+    agent = _demo_agent(settings, ["Final answer: 6336", "Final answer: 2871"])
+    ep = agent.run("What is the zork of 29? Answer with the number.", max_steps=3)
+    assert ep.answer == "2871" and len(ep.steps) == 2
+    assert ep.steps[0].meta["copied_example"] == "What is the zork of 64? Answer with the number."
+    assert "answer of a worked example" in (ep.steps[0].observation or "")
+    # told once: a second copy is taken (it may be right), and so is one on the last step
+    agent = _demo_agent(settings, ["Final answer: 6336", "Final answer: 6336"])
+    assert agent.run("What is the zork of 29? Answer with the number.", max_steps=3).answer == "6336"
+    agent = _demo_agent(settings, ["Final answer: 6336"])
+    assert agent.run("What is the zork of 29? Answer with the number.", max_steps=1).answer == "6336"
+
+
+def test_an_answer_that_is_in_the_goal_or_the_examples_own_goal_is_not_a_copy(settings: Settings) -> None:
+    agent = _demo_agent(settings, ["Final answer: 6336"])
+    ep = agent.run("Which is larger, 6336 or 12? Answer with the number.", max_steps=3)
+    assert ep.answer == "6336" and len(ep.steps) == 1
+    agent = _demo_agent(settings, ["Final answer: 17"])
+    assert agent.run("What is the zork of 29? Answer with the number.", max_steps=3).answer == "17"

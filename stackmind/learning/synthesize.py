@@ -207,7 +207,12 @@ def _fix_steps(ep: Episode, surprises_of: list[Surprise], min_abs_rpe: float) ->
     positive = [s.index for s in surprises_of if s.index is not None and s.rpe >= min_abs_rpe]
     start = min(positive) if positive else 0
     # A step that is just the final answer restated adds nothing to the response.
-    fix = [s.thought.strip() for s in ep.steps[start:] if s.thought.strip()]
+    fix: list[str] = []
+    for s in ep.steps[start:]:
+        if s.thought.strip():
+            fix.append(s.thought.strip())
+        if s.action and s.observation is not None:  # what the action showed: the example's next step reads it
+            fix.append(f"Observation: {s.observation.strip()}")
     return fix, list(range(start))
 
 

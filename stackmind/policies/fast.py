@@ -154,19 +154,46 @@ def policy_frames(policy: Policy, examples: Sequence = (), trajectories: int = 1
     params = ", ".join(f"{a.name}=..." for a in policy.parameters)
     lines = [f"Learning policy @{policy.name}: {policy.description.strip()}",
              f"Call it as an action: @{policy.name}({params})"]
+    shown: list[Frame] = []
     for e in examples:
+        if not e.state.strip() and not e.question.strip():  # a worked example: shown as the conversation it was
+            shown.append(Frame(kind="trajectory", text=f"Worked example. Goal: {_one_line(e.goal)}\n"
+                               f"{_as_steps(e.response)}", value=value - 0.05, provenance=prov_of(policy)))
+            continue
         lines.append("Example:")
         lines.append(f"  goal: {_one_line(e.goal)}")
         if e.state.strip():
             lines.append("  state: " + e.state.strip().replace("\n", "\n    "))
         if e.question.strip():
             lines.append(f"  question: {_one_line(e.question)}")
-        lines.append("  response: " + e.response.strip().replace("\n", "\n    "))
-    prov = {"policy": policy.name, "source": policy.source or ""}
-    frames = [Frame(kind="policy", text="\n".join(lines), value=value, provenance=prov)]
+        lines.append("  response: " + _as_steps(e.response).replace("\n", "\n    "))
+    prov = prov_of(policy)
+    frames = [Frame(kind="policy", text="\n".join(lines), value=value, provenance=prov), *shown]
     best = sorted(policy.trajectories, key=lambda t: -t.reward)[:trajectories]
     frames += [Frame(kind="trajectory", text=t.to_text(), value=value - 0.1, provenance=prov) for t in best]
     return frames
+
+
+def prov_of(policy: Policy) -> dict[str, str]:
+    return {"policy": policy.name, "source": policy.source or ""}
+
+
+_STEP_START = ("Thought:", "Action:", "Final answer:", "Observation:")
+
+
+def _as_steps(response: str) -> str:
+    """An example's response in the step format the agent replies in: reasoning written as plain
+    text becomes its ``Thought:`` (a small model shown plain reasoning before ``Final answer:`` cannot
+    write it as a step, so it copies the example's answer instead of working the way it did)."""
+    out: list[str] = []
+    in_step = False  # the lines since a step began continue it (a thought, an action's code)
+    for line in response.strip().split("\n"):
+        if line.lstrip().startswith(_STEP_START):
+            in_step = True
+        elif not in_step and line.strip():
+            line, in_step = f"Thought: {line.strip()}", True
+        out.append(line)
+    return "\n".join(out)
 
 
 def _one_line(text: str) -> str:

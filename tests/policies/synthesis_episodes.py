@@ -3,7 +3,7 @@
 "The zork of n" is a convention of this user's: n times 99. The agent cannot know it (the embedded
 model guesses, and computing is no help without the rule); each episode is what it would have
 lived: a confident wrong guess (the check says so), then the step that worked once the rule was
-known (99 = 100 - 1), which the value prediction did not expect (a large reward-prediction error).
+known (n times 99, computed with @python), which the value prediction did not expect (a large reward-prediction error).
 A policy written from three of them must carry the rule to held-out goals of the same kind. A few
 unrelated episodes sit beside them (a different kind of goal, no surprise).
 """
@@ -27,8 +27,9 @@ def times_99_episode(n: int, *, index: int) -> Episode:
         goal=goal(n),
         steps=[
             Step(thought=f"The zork of {n} is {wrong}.", observation=f"wrong: {wrong} + {n} is not {n}00", value=0.8),
-            Step(thought=f"The zork of a number is the number times 99, and 99 = 100 - 1, so the zork of {n} "
-                         f"is {n * 100} - {n} = {n * 99}.", value=0.3),
+            Step(thought=f"Thought: The zork of a number is the number times 99 (99 = 100 - 1).\n"
+                         f"Action: @python(print({n} * 99))",
+                 action=f"@python(print({n} * 99))", observation=str(n * 99), value=0.3),
         ],
         answer=str(n * 99), reward=1.0, meta={"task": "arithmetic"},
     )

@@ -145,3 +145,17 @@ def test_push_adds_each_policy_once(library: PolicyLibrary, tmp_path: Path) -> N
     n = len(st)
     assert library.push(st, goal) == [] and len(st) == n  # already on the stack: not pushed again
     store.close()
+
+
+def test_example_responses_are_shown_as_steps() -> None:
+    """Plain reasoning in an example's response is shown as its Thought: the agent can then reply
+    the way the example worked (the 0.5B model copied the answer when it could not)."""
+    from stackmind.policies.fast import _as_steps
+    from stackmind.stepformat import StepFormat
+
+    shown = _as_steps("99 = 100 - 1, so the zork of 64 is 6400 - 64 = 6336.\nFinal answer: 6336")
+    assert shown == "Thought: 99 = 100 - 1, so the zork of 64 is 6400 - 64 = 6336.\nFinal answer: 6336"
+    assert StepFormat.for_names({}).parse(shown).answer == "6336"  # one step of the format
+    code = "Action: @python(x = 3\nprint(x * 99))"
+    assert _as_steps(code) == code  # already steps: an action's code lines are left as they are
+    assert _as_steps("Final answer: 7") == "Final answer: 7"
