@@ -148,3 +148,19 @@ def test_terminal_chat_through_stdin(settings: Settings) -> None:
     episodes = [Episode.load(p) for p in settings.episodes_dir.glob("*.trace.yaml")]
     assert len(episodes) == 1 and episodes[0].reward == 1.0 and episodes[0].answer == answer
     assert episodes[0].stack == "chat-t1"
+
+
+@pytest.mark.slow
+def test_terminal_chat_computes_what_needs_a_tool(settings: Settings) -> None:
+    """`stackmind chat`: a product too large to know is worked out in the sandbox, and it is right."""
+    env = {**os.environ, "STACKMIND_CHAT_MEMORY": "false"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "from stackmind.interfaces import cli, cli_chat; cli.main()", "chat", "--name", "t2"],
+        input="What is 123456789 * 987654321?\n/quit\n", capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    answer = proc.stdout.split("stackmind> ", 1)[1].splitlines()[0]
+    assert "121932631112635269" in answer.replace(",", ""), proc.stdout[-1500:]
+    [episode] = [Episode.load(p) for p in settings.episodes_dir.glob("*.trace.yaml")]
+    assert any((s.action or "").startswith("@python(") and "121932631112635269" in (s.observation or "")
+               for s in episode.steps)

@@ -233,3 +233,18 @@ def test_think_outlives_the_turn_and_survives_shutdown(fake: FakeTelegram, setti
     assert frames[0].kind == "goal" and frames[0].text == "What is 17 * 23?"
     assert any(f.kind == "conclusion" and f.provenance.get("episode") == episode_id for f in frames)
     assert not fake.flood_violations
+
+
+@pytest.mark.slow
+def test_a_message_that_needs_a_tool_is_computed_in_the_sandbox(fake: FakeTelegram, settings: Settings,
+                                                               embedded_llm) -> None:  # noqa: ANN001
+    """Chat is the agent: a product too large to know is worked out with @python, and it is right."""
+    with RunningBot(fake, settings, embedded_llm, allowed=[ALICE]):
+        asked = fake.send_text(ALICE, "What is 123456789 * 987654321?")
+        [reply] = fake.wait_for(lambda: final_replies(fake, ALICE), 300, "an answer")
+    assert reply.reply_to == asked
+    assert "121932631112635269" in reply.text.replace(",", "")
+    episode_id = reply.buttons[0]["callback_data"].split(":", 2)[2]
+    episode = Episode.load(settings.episodes_dir / f"{episode_id}.trace.yaml")
+    assert any((s.action or "").startswith("@python(") and "121932631112635269" in (s.observation or "")
+               for s in episode.steps), [s.thought for s in episode.steps]
