@@ -115,7 +115,8 @@ DEMOS: list[tuple[str, str, list[str]]] = [
       "driven = rest - bus\nprint(int(driven)))"]),
     ("game24-program", "Use 2 5 8 11 once each with + - * / and parentheses to make 24. Answer with the expression.",
      ["Thought: Search every order, operation and grouping with a program.\n"
-      "Action: @python(" + G24.format(nums="2, 5, 8, 11") + ")"]),
+      "Action: @python(" + G24.format(nums="2, 5, 8, 11") + ")",
+      "Final answer: @python(print(found))"]),
 ]
 
 
@@ -136,8 +137,18 @@ def build(out: Path) -> list[Path]:
                              meta={"author": "stackmind starter library", "made_by": "bench/make_demos.py"})
                 written.append(ep.save(out))
                 continue
+            called_answer = False  # the last reply is "Final answer: @python(...)": what it prints is the answer
             for reply in replies:
                 step = fmt.parse(reply)
+                if isinstance(step, Final):
+                    calls = find_invocations(step.answer)
+                    assert calls and calls[0].text == step.answer.strip(), reply
+                    result = tool(calls[0], ctx)
+                    if not result.ok:
+                        raise SystemExit(f"{name}: the answer's call failed: {result.text}")
+                    steps.append(Step(thought=reply))
+                    answer, called_answer = result.text.strip(), True
+                    break
                 assert isinstance(step, Action), reply
                 result = tool(step.call, ctx)
                 if not result.ok:
@@ -147,7 +158,8 @@ def build(out: Path) -> list[Path]:
             for v in ctx.state.values():
                 getattr(v, "close", lambda: None)()
             assert answer and find_invocations(steps[-1].thought)
-            steps.append(Step(thought=f"Final answer: {answer}"))
+            if not called_answer:
+                steps.append(Step(thought=f"Final answer: {answer}"))
             ep = Episode(goal=goal, steps=steps, answer=answer, reward=1.0, kind="guided", id=f"demo-{name}",
                          created="2026-12-01T00:00:00+00:00", meta={"author": "stackmind starter library",
                                                                     "made_by": "bench/make_demos.py"})
