@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(320, ge=1, le=32_768)  # one step: a program for @python can be long
     temperature: float = Field(0.0, ge=0, le=5)
     render_budget_tokens: int = Field(1536, ge=16, le=1_000_000)
-    demos: int = Field(2, ge=0, le=16)  # worked examples of similar goals pushed before the first step (those above MIN_SIMILARITY)
+    demos: int = Field(2, ge=0, le=16)  # worked examples of similar goals pushed before the first step (stackmind.demos: by kind of goal, a second only when about as close)
     demos_from_episodes: bool = True  # the agent's own solved episodes are demonstrations too (not in benchmarks)
     # How `run` reaches a conclusion: the single-path loop ("none"); several sampled paths and the
     # majority of their answers ("vote", self-consistency); or a tree of steps (bfs, dfs, mcts).

@@ -154,11 +154,12 @@ def policy_frames(policy: Policy, examples: Sequence = (), trajectories: int = 1
     params = ", ".join(f"{a.name}=..." for a in policy.parameters)
     lines = [f"Learning policy @{policy.name}: {policy.description.strip()}",
              f"Call it as an action: @{policy.name}({params})"]
+    prov = {"policy": policy.name, "source": policy.source or ""}
     shown: list[Frame] = []
     for e in examples:
         if not e.state.strip() and not e.question.strip():  # a worked example: shown as the conversation it was
             shown.append(Frame(kind="trajectory", text=f"Worked example. Goal: {_one_line(e.goal)}\n"
-                               f"{_as_steps(e.response)}", value=value - 0.05, provenance=prov_of(policy)))
+                               f"{_as_steps(e.response)}", value=value - 0.05, provenance=prov))
             continue
         lines.append("Example:")
         lines.append(f"  goal: {_one_line(e.goal)}")
@@ -167,15 +168,10 @@ def policy_frames(policy: Policy, examples: Sequence = (), trajectories: int = 1
         if e.question.strip():
             lines.append(f"  question: {_one_line(e.question)}")
         lines.append("  response: " + _as_steps(e.response).replace("\n", "\n    "))
-    prov = prov_of(policy)
     frames = [Frame(kind="policy", text="\n".join(lines), value=value, provenance=prov), *shown]
     best = sorted(policy.trajectories, key=lambda t: -t.reward)[:trajectories]
     frames += [Frame(kind="trajectory", text=t.to_text(), value=value - 0.1, provenance=prov) for t in best]
     return frames
-
-
-def prov_of(policy: Policy) -> dict[str, str]:
-    return {"policy": policy.name, "source": policy.source or ""}
 
 
 _STEP_START = ("Thought:", "Action:", "Final answer:", "Observation:")
