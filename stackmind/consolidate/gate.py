@@ -32,6 +32,7 @@ from stackmind.errors import StackmindError
 from stackmind.llm.base import LLM
 
 GateCheck = Callable[[LLM], float]
+LLMFor = Callable[[Path | None], LLM]  # a peft adapter's folder (None: the base model) -> a model to check
 ProgressFn = Callable[[str], None]
 
 
@@ -72,8 +73,10 @@ class GateResult:
                    d.get("verification", {}), d.get("skipped", {}))
 
 
-def decide(current: Scores, candidate: Scores, margin: float) -> tuple[bool, list[str]]:
-    """Pass unless the candidate is worse than the current adapter by more than the margin."""
+def decide(current: Scores, candidate: Scores, margin: float,
+           margins: dict[str, float] | None = None) -> tuple[bool, list[str]]:
+    """Pass unless the candidate is worse than the current adapter by more than the margin (a check
+    named in ``margins``: by more than its own)."""
     reasons: list[str] = []
     ok = True
     if candidate.loss is not None and current.loss is not None:
@@ -87,9 +90,10 @@ def decide(current: Scores, candidate: Scores, margin: float) -> tuple[bool, lis
     for name, cur, cand in pairs:
         if cur is None or cand is None:
             continue
-        if cand < cur - margin:
+        tolerance = (margins or {}).get(name, margin)
+        if cand < cur - tolerance - 1e-9:
             ok = False
-            reasons.append(f"{name} {cand:.3f} < {cur:.3f} - {margin}")
+            reasons.append(f"{name} {cand:.3f} < {cur:.3f} - {tolerance:g}")
         else:
             reasons.append(f"{name} {cand:.3f} vs {cur:.3f}: ok")
     if not reasons:
@@ -171,9 +175,12 @@ def evaluate(
     config: ConsolidateConfig,
     *,
     checks: dict[str, GateCheck] | None = None,
+    margins: dict[str, float] | None = None,
+    llm_for: LLMFor | None = None,
     progress: ProgressFn | None = None,
 ) -> GateResult:
-    """Verify the candidate, measure both sides, and decide."""
+    """Verify the candidate, measure both sides, and decide. The checks run on ``llm_for(adapter)``
+    (default: the transformers backend with the adapter), with the margins of ``margins``."""
     from peft import PeftModel
 
     from stackmind.consolidate.train import load_base, pick_device
@@ -212,18 +219,23 @@ def evaluate(
             )
     del model, base
     skipped: dict[str, str] = {}
+    llm_for = llm_for or (lambda path: _llm(model_dir, path, config))
     for name, check in (checks or {}).items():
         for side, path in (("current", current), ("candidate", candidate)):
             say(f"gate: {name} on the {side} adapter")
             try:
-                sides[side].checks[name] = float(check(_llm(model_dir, path, config)))
+                llm = llm_for(path)
+                try:
+                    sides[side].checks[name] = float(check(llm))
+                finally:
+                    getattr(llm.backend, "close", lambda: None)()  # a llama.cpp context holds its memory
             except Exception as e:  # a broken check must not promote or crash the run: record it
                 skipped[name] = f"{type(e).__name__}: {e}"
                 break
         if name in skipped:
             for s in sides.values():
                 s.checks.pop(name, None)
-    passed, reasons = decide(sides["current"], sides["candidate"], config.gate_margin)
+    passed, reasons = decide(sides["current"], sides["candidate"], config.gate_margin, margins)
     if not verification.get("changes_output", True):
         passed = False
         reasons.append("the candidate does not change the model's output: nothing was learned")

@@ -184,7 +184,7 @@ def _run(settings: Settings, config: ConsolidateConfig, hooks: Hooks, root: Path
     # 4. gate
     if record.get("gate") is None:
         gate = evaluate(model_dir, train.adapter_dir, current.path if current else None, dataset.heldout, config,
-                        checks=hooks.checks, progress=say)
+                        checks=hooks.checks, margins=hooks.margins, llm_for=hooks.llm_for, progress=say)
         record["gate"] = gate.to_dict()
         record["gate"]["skipped"].update({k: v for k, v in hooks.missing.items() if k in ("game24", "policy tests")})
         record["stage"] = "gated"

@@ -8,6 +8,7 @@ from stackmind.interfaces import (  # noqa: F401  (imported for their commands)
     cli_consolidate,
     cli_core,
     cli_episodes,
+    cli_learn,
     cli_memory,
     cli_policy,
     cli_sandbox,

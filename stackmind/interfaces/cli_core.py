@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from stackmind.interfaces._app import JSON_OPTION, app, console, fail, out, print_json, settings
@@ -83,9 +85,11 @@ def status(
         model = f"{s.model} at {s.openai_base_url}"
     with open_episodes(s) as episode_store:
         episodes = len(episode_store.ids())
+    adapter, gains = _adapter_status(s)
     info = {
         "home": str(s.home), "database": s.database_label, "backend": s.backend, "model": model,
-        "embedded_model_cached": cached, "episodes": episodes, "stacks": stacks,
+        "embedded_model_cached": cached, "episodes": episodes, "stacks": stacks, "adapter": adapter,
+        "learned": gains,
     }
     if json:
         print_json(info)
@@ -96,9 +100,51 @@ def status(
     out.print(f"model      {model}" + ("" if s.backend not in ("transformers", "llamacpp") else
                                        f" ({'cached' if cached else 'not yet prepared: the first run does it'})"))
     out.print(f"episodes   {episodes}")
+    if adapter is None:
+        out.print("adapter    none (the base model)")
+    else:
+        gate = "; ".join(f"{k} {v['current']:.2f} -> {v['candidate']:.2f}" for k, v in adapter["gate"].items())
+        out.print(f"adapter    {adapter['name']}" + (f" (gate: {gate})" if gate else ""))
+    if gains is not None:
+        changes = ", ".join(f"{f} {g:+.1f}" for f, g in gains["points"].items() if g is not None)
+        out.print(f"learned    held-out, round 0 -> {gains['round']} ({gains['adapter'] or 'no adapter'}): "
+                  f"{changes} points")
     out.print(f"stacks     {len(stacks)}")
     for name, n in stacks.items():
         out.print(f"  {name}  {n} frame{'s' if n != 1 else ''}")
+
+
+def _adapter_status(s: Settings) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The promoted adapter with what its gate measured (current -> candidate per check), and the
+    held-out change per family of the last `stackmind learn` (docs/learning.md)."""
+    import json as jsonlib
+
+    from stackmind.consolidate import AdapterRegistry, RegistryError
+
+    try:
+        current = AdapterRegistry.of(s).current()
+    except (RegistryError, OSError):
+        current = None
+    adapter = None
+    if current is not None:
+        gate = current.meta.get("gate") or {}
+        cand, cur = (gate.get("candidate") or {}), (gate.get("current") or {})
+        scores = {k: {"current": cur.get("checks", {}).get(k), "candidate": v}
+                  for k, v in (cand.get("checks") or {}).items()}
+        if cand.get("loss") is not None and cur.get("loss") is not None:
+            scores["held-out loss"] = {"current": cur["loss"], "candidate": cand["loss"]}
+        adapter = {"name": current.name, "path": str(current.path),
+                   "gate": {k: v for k, v in scores.items() if v["current"] is not None}}
+    gains = None
+    path = s.home / "learn" / "learn.json"
+    try:
+        c = jsonlib.loads(path.read_text()).get("curve") if path.is_file() else None
+    except (OSError, ValueError):
+        c = None
+    if c and c.get("rounds"):
+        gains = {"round": c["rounds"][-1], "adapter": c["adapters"][-1],
+                 "points": {f: g[-1] for f, g in c["gain_points"].items()}}
+    return adapter, gains
 
 
 def _deployment_status(s: Settings, json: bool) -> None:

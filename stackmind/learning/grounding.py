@@ -90,7 +90,9 @@ class Trial(Protocol):
 
     name: str
 
-    def run(self, tasks: Sequence[HeldoutTask], policy: Policy) -> tuple[list[str], list[str], int]:
+    def run(self, tasks: Sequence[HeldoutTask], policy: Policy, *,
+            bare: bool = True) -> tuple[list[str], list[str], int]:
+        """Replies with the policy pushed and (``bare``) without it, per task; the policy's stack tokens."""
         """(replies with the policy pushed, replies without, stack tokens of the pushed frames)."""
         ...
 
@@ -114,7 +116,9 @@ class AgentTrial:
     concurrency: int = 4
     name: str = "agent"
 
-    def run(self, tasks: Sequence[HeldoutTask], policy: Policy) -> tuple[list[str], list[str], int]:
+    def run(self, tasks: Sequence[HeldoutTask], policy: Policy, *,
+            bare: bool = True) -> tuple[list[str], list[str], int]:
+        """Replies with the policy pushed and (``bare``) without it, per task; the policy's stack tokens."""
         s = self.settings.model_copy(update={"memory": False, "learn": False, "search": "none",
                                              "demos_from_episodes": False,
                                              "home": self.settings.home / "synthesis" / "trials"})
@@ -126,7 +130,7 @@ class AgentTrial:
             ep = agent.run(task.goal, max_steps=self.max_steps, policies=[policy] if arm else [])
             return f"Final answer: {ep.answer}" if ep.answer is not None else ""
 
-        jobs = [(t, arm) for t in tasks for arm in (True, False)]
+        jobs = [(t, arm) for t in tasks for arm in ((True, False) if bare else (True,))]
         try:
             with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
                 replies = list(pool.map(one, jobs))
@@ -134,7 +138,7 @@ class AgentTrial:
             tokens = sum(counter(f"[{f.kind}] {f.text}") for f in trial_frames(policy))
         finally:
             agent.close()
-        return replies[0::2], replies[1::2], tokens
+        return (replies[0::2], replies[1::2], tokens) if bare else (replies, [], tokens)
 
 
 # ---- the experiment ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from stackmind.consolidate.config import ConsolidateConfig
@@ -13,6 +14,8 @@ from stackmind.consolidate.gate import game24_check
 from stackmind.consolidate.hooks import Hooks
 from stackmind.learning.grounding import AgentTrial, HeldoutTask, final_answer
 from stackmind.learning.trials import matches
+from stackmind.llm import LLM
+from stackmind.llm.llamacpp import with_peft_adapter
 from stackmind.policies.library import default_policy_dirs, load_lenient
 from stackmind.settings import Settings
 from stackmind.value import consolidation_examples, retrain_for_consolidation
@@ -28,12 +31,18 @@ def consolidation_checks(settings: Settings) -> dict[str, Callable[[Any], float]
     if not cases:
         return {}
 
+    by_policy: dict[str, list[tuple[Any, Any, Any]]] = {}
+    for case in cases:
+        by_policy.setdefault(case[0].name, []).append(case)
+
     def check(llm: Any) -> float:
         ok = 0
-        for policy, ex, m in cases:
-            pushed, _bare, _tokens = AgentTrial(settings, llm).run([HeldoutTask(ex.prompt(), ex.answer or "",
-                                                                              "contains")], policy)
-            ok += matches(m, final_answer(pushed[0]), ex.answer, ex.goal)
+        for group in by_policy.values():  # a policy's examples at once (their steps share batches)
+            pushed, _bare, _tokens = AgentTrial(settings, llm).run(
+                [HeldoutTask(ex.prompt(), ex.answer or "", "contains") for _p, ex, _m in group], group[0][0],
+                bare=False)
+            ok += sum(matches(m, final_answer(reply), ex.answer, ex.goal)
+                      for (_p, ex, m), reply in zip(group, pushed, strict=True))
         return ok / len(cases)
 
     return {f"policy tests ({len(cases)} held-out examples)": check}
@@ -42,8 +51,11 @@ def consolidation_checks(settings: Settings) -> dict[str, Callable[[Any], float]
 def learning_hooks(settings: Settings, config: ConsolidateConfig) -> Hooks:
     """What a nightly consolidation plugs in (the command line passes these): the hindsight
     labeller's examples and the value model's retraining (`stackmind.value`), the Game of 24 check when
-    a puzzle file is configured, and the learning policies' held-out examples run through the agent."""
+    a puzzle file is configured, and the learning policies' held-out examples run through the agent;
+    on the llama.cpp backend the checks run there (the backend the agent runs on), not on transformers."""
     hooks = Hooks(examples=consolidation_examples, retrain_value=retrain_for_consolidation)
+    if settings.backend == "llamacpp":
+        hooks.llm_for = llamacpp_checks(settings)
     if config.game24_csv is not None:
         try:
             hooks.checks["game24"] = game24_check(config.game24_csv, config.game24_range)
@@ -53,3 +65,21 @@ def learning_hooks(settings: Settings, config: ConsolidateConfig) -> Hooks:
         hooks.missing["game24"] = "no puzzle file configured (STACKMIND_CONSOLIDATE_GAME24_CSV)"
     hooks.checks.update(consolidation_checks(settings))
     return hooks
+
+
+def llamacpp_checks(settings: Settings) -> Callable[[Path | None], LLM]:
+    """The gate's model for an adapter: llama.cpp with the adapter converted to GGUF; the transformers
+    backend where it cannot be converted."""
+
+    def llm_for(adapter: Path | None) -> LLM:
+        from stackmind.llm.lora_gguf import AdapterConversionError
+
+        try:
+            return LLM(with_peft_adapter(settings, adapter))
+        except AdapterConversionError:
+            from stackmind.llm.embedded import ensure_model
+            from stackmind.llm.transformers import TransformersBackend
+
+            return LLM(TransformersBackend(settings.model_path or ensure_model(settings), adapter=adapter))
+
+    return llm_for

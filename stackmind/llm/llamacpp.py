@@ -675,16 +675,35 @@ def _stop_hold(text: str, stops: tuple[str, ...]) -> int:
     return hold
 
 
-def embedded_llamacpp(settings: Any) -> LlamaCppBackend:
-    """The embedded default model on llama.cpp (the GGUF file assembled and verified once)."""
+_PROMOTED: Any = object()
+
+
+def embedded_llamacpp(settings: Any, adapter: Path | None = _PROMOTED) -> LlamaCppBackend:
+    """The embedded default model on llama.cpp (the GGUF file assembled and verified once), with a GGUF
+    LoRA adapter: the promoted one unless ``adapter`` is given (None: no adapter)."""
     from stackmind.llm.embedded import MODEL_NAME, assemble_gguf
 
     gguf = settings.model_path if settings.model_path is not None and str(settings.model_path).endswith(".gguf") \
         else assemble_gguf(settings)
-    adapter = promoted_gguf_adapter(settings)
+    if adapter is _PROMOTED:
+        adapter = promoted_gguf_adapter(settings)
     return LlamaCppBackend(gguf, slots=settings.llamacpp_slots, slot_ctx=settings.llamacpp_ctx,
                            threads=settings.threads, adapter=adapter,
                            name=f"llamacpp:{MODEL_NAME}" if settings.model_path is None else None)
+
+
+def with_peft_adapter(settings: Any, peft_dir: Path | None) -> LlamaCppBackend:
+    """The embedded model on llama.cpp with a peft adapter (a consolidation candidate, a version),
+    converted to GGUF beside it first when it is not yet; None: the bare model. How the gate measures
+    an adapter on the backend the agent runs on."""
+    if peft_dir is None:
+        return embedded_llamacpp(settings, adapter=None)
+    from stackmind.llm.lora_gguf import GGUF_NAME, convert_adapter
+
+    gguf = Path(peft_dir) / GGUF_NAME
+    if not gguf.is_file():
+        convert_adapter(Path(peft_dir), gguf)
+    return embedded_llamacpp(settings, adapter=gguf)
 
 
 def promoted_gguf_adapter(settings: Any) -> Path | None:
