@@ -54,6 +54,7 @@ def test_one_tiny_round_trains_on_the_step_format_gates_promotes_and_the_next_ru
     assert r0["adapter"] is None and r0["heldout"]["families"]["arithmetic"]["goals"] == 1
     assert r0["heldout"]["adapter_files"] == []
     assert r1["practice"]["attempts"] == 2 and r1["practice"]["labels"] > 0
+    assert "value" in r1["heldout"]  # the value model on the held-out states (too few labels here to train one)
 
     # Practice wrote ordinary episodes with the verifier's reward, in the agent's data dir.
     episodes, _ = read_stored_episodes(settings)

@@ -272,12 +272,18 @@ def test_cmd(
     limit: int = typer.Option(None, "--limit", help="Test at most this many examples."),
     max_steps: int = typer.Option(None, "--max-steps", help="The agent's step budget per example."),
     dirs: list[Path] = DIR_OPTION,
+    family: str = typer.Option(None, "--family", "-f", help="Test on a goal family instead (docs/goals.md): "
+                               "its --split goals (default heldout), checked by their verifiers."),
     json: bool = JSON_OPTION,
 ) -> None:
-    """Run the policy's labelled examples through the agent, pushed vs not; report both pass rates."""
+    """Run the policy's labelled examples through the agent, pushed vs not; report both pass rates.
+    With --family: the goal suite's goals of that family instead, at the same step budget."""
     from stackmind.learning.trials import AgentRunner, PolicyTestError, run_policy_test
     from stackmind.llm.base import LLMError
 
+    if family is not None:
+        _test_on_family(_get(name, dirs), family, "heldout" if split == "all" else split, limit, max_steps, json)
+        return
     if split not in ("all", "train", "heldout"):
         raise fail(f"--split must be all, train or heldout, not {split!r}")
     policy = _get(name, dirs)
@@ -303,6 +309,45 @@ def test_cmd(
     out.print(f"@{policy.name} [{split}] n={n}: pass rate pushed {report.pushed_rate:.0%} "
               f"({sum(c.pushed_ok for c in report.cases)}/{n}), not pushed {report.bare_rate:.0%} "
               f"({sum(c.bare_ok for c in report.cases)}/{n})")
+
+
+def _test_on_family(policy: Policy, family: str, split: str, limit: int | None, max_steps: int | None,
+                    json: bool) -> None:
+    """The policy pushed vs not on a family's goals: the same agent, step budget and verifiers; the
+    agent's memory, online learning and demos from episodes off, in a data dir of its own."""
+    from stackmind.agent import Agent
+    from stackmind.learning.evaluate import agent_arm, evaluate, format_table, summarize
+    from stackmind.tasks.goals import GoalError, load_goals
+
+    s = settings()
+    try:
+        goals = load_goals(family, split)[:limit]  # type: ignore[arg-type]
+    except GoalError as e:
+        raise fail(str(e)) from e
+    if not goals:
+        raise fail(f"no {split} goals in the {family} family")
+    where = s.home / "policy-tests" / f"{policy.name}-{family}-{split}"
+    agent = Agent.from_settings(s.model_copy(update={"home": where / "home", "memory": False, "learn": False,
+                                                     "demos_from_episodes": False, "cache": s.cache_dir}),
+                                warn=lambda _m: None)
+    kw: dict[str, object] = {"max_steps": max_steps} if max_steps else {}
+    log = where / "runs.jsonl"  # a rerun resumes
+    say = console.print
+    runs = evaluate(goals, agent_arm(agent, "pushed", progress=say, policies=[policy], **kw), log=log)
+    runs += evaluate(goals, agent_arm(agent, "not pushed", progress=say, policies=[], **kw), log=log)
+    agent.close()
+    table = summarize(runs, baseline="not pushed")
+    result = {"policy": policy.name, "family": family, "split": split, "goals": len(goals),
+              "max_steps": max_steps or s.max_steps, "table": table}
+    (where / "result.json").write_text(jsonlib.dumps(result, indent=2) + "\n")
+    if json:
+        print_json(result)
+        return
+    out.print(format_table(table))
+    row = table[family]
+    out.print(f"@{policy.name} on {family} [{split}] n={len(goals)}: pushed {row['pushed']['success']:.1%}, "
+              f"not pushed {row['not pushed']['success']:.1%} "
+              f"({row['pushed'].get('points_over_not pushed', 0):+.1f} points)")
 
 
 def _short(text: str | None, n: int = 40) -> str:

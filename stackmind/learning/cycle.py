@@ -258,7 +258,36 @@ def _measure(learner: Settings, directory: Path, r: int, heldout: dict[str, list
         out["families"][f] = {"goals": len(mine), "solved": sum(x.success for x in mine),
                               "success": round(sum(x.success for x in mine) / len(mine), 4) if mine else None}
     say(f"round {r}: held-out " + ", ".join(f"{f} {v['solved']}/{v['goals']}" for f, v in out["families"].items()))
+    out["value"] = value_calibration(learner, agent.settings, config.families)
     return out
+
+
+def value_calibration(learner: Settings, measured: Settings, families: Sequence[str]) -> dict[str, Any]:
+    """The learner's current value model on the states of the held-out episodes just measured (never
+    trained on: they are in their own data dir), labelled in hindsight: AUC and ECE per family."""
+    from stackmind.storage import read_stored_episodes
+    from stackmind.value import ValueModel, calibration, current_version, label_episode
+    from stackmind.value.learn import TRAINABLE
+
+    version = current_version(learner)
+    if version is None:
+        return {"skipped": "no value model trained yet"}
+    model = ValueModel.load(learner, version)
+    episodes, _ = read_stored_episodes(measured)
+    out: dict[str, Any] = {"version": version, "families": {}}
+    for f in families:
+        labels = [lab for ep in episodes if ep.meta.get("family") == f for lab in label_episode(ep)
+                  if lab.kind in TRAINABLE]
+        if not labels:
+            continue
+        c = calibration([lab.target for lab in labels], [float(v) for v in model.predict(labels)])
+        out["families"][f] = {"states": c.n, "positives": c.positives, "auc": _num(c.auc), "ece": _num(c.ece),
+                              "brier": _num(c.brier)}
+    return out
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)  # NaN (one class only) -> None
 
 
 def _current(learner: Settings) -> str | None:
@@ -293,6 +322,13 @@ def format_curve(report: dict[str, Any]) -> str:
         gain = c["gain_points"][f][-1]
         lines.append(f.ljust(12) + cells + ("" if gain is None else f"   {gain:+.1f} points"))
     lines.append("adapter".ljust(12) + "".join(str(a or "none").rjust(10) for a in c["adapters"]))
+    last = next((r for r in reversed(report["rounds"]) if (r.get("heldout") or {}).get("value", {}).get("families")),
+                None)
+    if last is not None:
+        v = last["heldout"]["value"]
+        lines.append(f"value model {v['version']} on round {last['round']}'s held-out states: " + ", ".join(
+            f"{f} AUC {x['auc'] if x['auc'] is not None else '-'} ECE {x['ece']} ({x['states']})"
+            for f, x in v["families"].items()))
     return "\n".join(lines)
 
 
