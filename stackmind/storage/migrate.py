@@ -18,7 +18,7 @@ import psycopg
 
 from stackmind.errors import StackmindError
 
-HEAD = "0002"  # the newest revision in migrations/versions (a test checks alembic agrees)
+HEAD = "0003"  # the newest revision in migrations/versions (a test checks alembic agrees)
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x737461636B6D  # advisory-lock key ("stackm") that serialises migrations
 

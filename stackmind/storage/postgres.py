@@ -13,7 +13,7 @@ serialises a chat's turns across workers, and PostgreSQL drops it if the holder'
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -24,6 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from stackmind.stack import Frame, LockTimeout, StackError
 from stackmind.storage.episodes import EpisodeNotFound, Since, apply_rating, check_episode_id, since_seconds
+from stackmind.storage.inbox import InboxItem
 from stackmind.storage.migrate import StorageError, migrate_postgres
 from stackmind.trace import Episode, TraceError
 
@@ -159,6 +160,27 @@ class PostgresStackStore(_Postgres):
                 yield
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (name,))
+
+    # ---- the chat inbox (stackmind.storage.inbox) ---------------------------------------------------
+    def inbox_put(self, chat: str, update_id: int, payload: str) -> bool:
+        with self._conn() as conn:
+            cur = conn.execute("INSERT INTO inbox(update_id, chat, received, payload) VALUES (%s,%s,%s,%s)"
+                               " ON CONFLICT (update_id) DO NOTHING", (int(update_id), chat, time.time(), payload))
+            return cur.rowcount == 1
+
+    def inbox_pending(self, chat: str) -> list[InboxItem]:
+        with self._conn() as conn:
+            rows = conn.execute("SELECT update_id, chat, received, payload FROM inbox WHERE chat=%s"
+                                " ORDER BY update_id", (chat,)).fetchall()
+        return [InboxItem(int(u), c, float(r), p) for u, c, r, p in rows]
+
+    def inbox_done(self, update_ids: Sequence[int]) -> int:
+        with self._conn() as conn:
+            return conn.execute("DELETE FROM inbox WHERE update_id = ANY(%s)", ([int(u) for u in update_ids],)).rowcount
+
+    def inbox_chats(self) -> list[str]:
+        with self._conn() as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT chat FROM inbox ORDER BY chat").fetchall()]
 
     def close(self) -> None:
         if self._locks is not None:

@@ -22,6 +22,7 @@ from typing import Any
 import filelock
 
 from stackmind.stack import Frame, LockTimeout, StackError, StackStoreError
+from stackmind.storage.inbox import InboxItem
 from stackmind.storage.migrate import migrate_sqlite
 
 _COLUMNS = "id, stack, kind, text, value, provenance, tokens, created, updated"
@@ -163,6 +164,27 @@ class SQLiteStackStore:
             yield
         finally:
             file_lock.release()
+
+    # ---- the chat inbox (stackmind.storage.inbox) ---------------------------------------------------
+    def inbox_put(self, chat: str, update_id: int, payload: str) -> bool:
+        with self._tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO inbox(update_id, chat, received, payload) VALUES (?,?,?,?)",
+                             (int(update_id), chat, time.time(), payload))
+            return cur.rowcount == 1
+
+    def inbox_pending(self, chat: str) -> list[InboxItem]:
+        with self._lock, self._errors():
+            rows = self._db.execute("SELECT update_id, chat, received, payload FROM inbox WHERE chat=?"
+                                    " ORDER BY update_id", (chat,)).fetchall()
+        return [InboxItem(*r) for r in rows]
+
+    def inbox_done(self, update_ids: Sequence[int]) -> int:
+        with self._tx() as db:
+            return sum(db.execute("DELETE FROM inbox WHERE update_id=?", (int(u),)).rowcount for u in update_ids)
+
+    def inbox_chats(self) -> list[str]:
+        with self._lock, self._errors():
+            return [r[0] for r in self._db.execute("SELECT DISTINCT chat FROM inbox ORDER BY chat").fetchall()]
 
     def close(self) -> None:
         with self._lock:
