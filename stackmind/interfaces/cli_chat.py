@@ -161,7 +161,9 @@ def telegram(
         "--allow", help="A Telegram user id to allow (repeatable); adds to STACKMIND_TELEGRAM_ALLOWED_USERS.",
     )] = None,
     webhook_url: str | None = typer.Option(None, help="Receive updates by webhook at this public URL "
-                                           "instead of long polling."),
+                                           "(the load balancer's) instead of long polling."),
+    webhook_listen: str | None = typer.Option(None, metavar="HOST:PORT", help="Where this worker's webhook "
+                                              "server listens (STACKMIND_TELEGRAM_WEBHOOK_LISTEN / _PORT)."),
 ) -> None:
     """Run the Telegram bot (token from TELEGRAM_BOT_TOKEN or .env) until Ctrl-C or SIGTERM."""
     from stackmind.interfaces.telegram import TelegramSettings, run
@@ -175,6 +177,14 @@ def telegram(
     config.allowed_users = sorted({*config.allowed_users, *(allow or [])})
     if webhook_url:
         config.webhook_url = webhook_url
+    if webhook_listen:
+        host, _, port = webhook_listen.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise fail(f"--webhook-listen {webhook_listen!r}: expected HOST:PORT, for example 127.0.0.1:8443")
+        config.webhook_listen, config.webhook_port = host.strip("[]"), int(port)
+    if webhook_listen and not config.webhook_url:
+        raise fail("--webhook-listen needs the public URL Telegram posts to: --webhook-url or "
+                   "STACKMIND_TELEGRAM_WEBHOOK_URL")
     if not config.allowed_users:
         console.print("[yellow]The allowlist is empty: the bot will refuse everyone (and tell each person "
                       "their user id). Allow people with --allow ID or STACKMIND_TELEGRAM_ALLOWED_USERS.[/]")

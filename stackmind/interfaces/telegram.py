@@ -5,7 +5,11 @@
                                  ◄── streamed reply: sendMessage, then throttled editMessageText
                                  ◄── 👍 / 👎 buttons ──► the episode's reward
 
-Long polling by default; a webhook when ``STACKMIND_TELEGRAM_WEBHOOK_URL`` is set. Every send to a
+Long polling by default (one process). With ``STACKMIND_TELEGRAM_WEBHOOK_URL`` set, any number of
+workers behind a load balancer share one bot: each writes a text message it receives to the chat's
+inbox in the shared database before it answers Telegram 200, and the worker that takes the chat's
+lock answers the chat's queued messages in update order, deleting them once the reply is delivered
+(`StackmindBot.drain_chat`; docs/deploy.md). Every send to a
 chat goes through python-telegram-bot's `AIORateLimiter` (a global cap, group limits, and a
 ``RetryAfter`` from Telegram waited out and retried); a streamed answer is edited at most about once a
 second. Handlers never raise into the application:
@@ -16,15 +20,23 @@ lets answers and /think runs in flight finish (up to a grace period) and deliver
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+import uvicorn
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.constants import ChatAction, MessageLimit
 from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
@@ -42,6 +54,8 @@ from telegram.ext import (
 from stackmind.errors import StackmindError
 from stackmind.interfaces import _redact
 from stackmind.interfaces.chat import ChatRef, ConversationClosed, Conversations, Reply, split_message
+from stackmind.stack import LockTimeout
+from stackmind.storage.inbox import Inbox, InboxItem
 
 log = logging.getLogger("stackmind.telegram")
 
@@ -66,6 +80,8 @@ Write to me and I answer. Under each answer, 👍 or 👎 tells me whether it he
 /forget: clear this chat's working memory
 /help: this text"""
 
+TEXT_MESSAGES = filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND  # a chat turn (webhook: queued)
+
 SORRY = "Sorry, something went wrong on my side while answering. Please try again in a moment."
 
 
@@ -83,11 +99,13 @@ class TelegramSettings(BaseSettings):
     allowed_users: Annotated[list[int], NoDecode] = []
     base_url: str = "https://api.telegram.org/bot"  # a local Bot API server, or a test fake
     base_file_url: str = "https://api.telegram.org/file/bot"
-    webhook_url: str | None = None  # public https URL Telegram posts to; unset: long polling
-    webhook_listen: str = "127.0.0.1"
+    webhook_url: str | None = None  # public https URL Telegram posts to (the load balancer); unset: long polling
+    webhook_listen: str = "127.0.0.1"  # where this worker's webhook server listens (behind a TLS proxy)
     webhook_port: int = Field(8443, ge=1, le=65535)
     webhook_path: str = "telegram"
-    webhook_secret: str | None = None
+    # Telegram sends it in X-Telegram-Bot-Api-Secret-Token; required with a webhook (1-256 of A-Z a-z 0-9 _ -)
+    webhook_secret: SecretStr | None = None
+    chat_lock_poll_s: float = Field(0.2, gt=0, le=60)  # webhook: how often a worker retries a chat another one holds
     poll_timeout_s: float = Field(10.0, gt=0, le=600)
     chat_interval_s: float = Field(1.0, ge=0, le=600)  # at most one send or edit per chat per interval (~1/s)
     global_per_s: float = Field(25.0, gt=0, le=1000)  # all chats together (Telegram: ~30/s)
@@ -235,9 +253,12 @@ def thumbs(episode_id: str) -> InlineKeyboardMarkup:
 class StackmindBot:
     """The handlers, bound to one conversation loop."""
 
-    def __init__(self, conversations: Conversations, config: TelegramSettings) -> None:
+    def __init__(self, conversations: Conversations, config: TelegramSettings, inbox: Inbox | None = None) -> None:
         self.conversations = conversations
         self.config = config
+        self.inbox = inbox  # webhook workers: text messages are queued in the shared database
+        self._drains: dict[str, asyncio.Task[None]] = {}  # per chat: this worker draining its inbox
+        self._kicks: dict[str, int] = {}  # per chat: messages received here since the drain started
         self.allowed = frozenset(config.allowed_users)
         self._refused_at: dict[int, float] = {}
         self._outstanding: dict[int, int] = {}  # per chat: answers being worked on (typing indicator)
@@ -258,7 +279,7 @@ class StackmindBot:
         app.add_handler(CommandHandler("policies", guard(self.policies)))
         app.add_handler(CommandHandler("forget", guard(self.forget)))
         app.add_handler(CallbackQueryHandler(guard(self.rate), pattern=r"^rate:"))
-        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, guard(self.text)))
+        app.add_handler(MessageHandler(TEXT_MESSAGES, guard(self.text)))
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, guard(self.unknown)))
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & ~filters.TEXT, guard(self.not_text)))
         app.add_error_handler(self.on_error)
@@ -384,6 +405,9 @@ class StackmindBot:
     async def text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         self._bot = context.bot
         assert update.message is not None and update.effective_chat is not None
+        if self.inbox is not None:  # queued by the webhook receiver: answered by whoever holds the chat
+            self.kick(self.chat_ref(update).stack)
+            return
         chat_id = update.effective_chat.id
         stream = _Stream(context.bot, self.config.chat_interval_s, chat_id, update.message.message_id)
         self._busy(chat_id, +1)
@@ -456,17 +480,102 @@ class StackmindBot:
             return
         await query.answer("Thanks! 👍 noted." if reward > 0 else "Thanks, noted 👎: I will learn from it.")
 
+    # ---- webhook workers: the chat inbox in the shared database ----------------------------------
+    def inbox_key(self, update: Update) -> str | None:
+        """The chat whose inbox an update goes to: text messages (not commands) from allowed users."""
+        user = update.effective_user
+        if not TEXT_MESSAGES.check_update(update) or user is None or user.id not in self.allowed:
+            return None
+        return self.chat_ref(update).stack
+
+    def kick(self, key: str) -> None:
+        """A message for chat ``key`` is in the inbox: make sure this worker drains it (or sees another
+        worker holding the chat do so)."""
+        self._kicks[key] = self._kicks.get(key, 0) + 1
+        if key not in self._drains:
+            self._drains[key] = asyncio.create_task(self.drain_chat(key))
+
+    async def drain_chat(self, key: str) -> None:
+        """Answer chat ``key``'s queued messages until none is left, holding the chat's lock.
+
+        Another worker holding the lock answers them itself: this one retries every ``chat_lock_poll_s``
+        while any are queued, so a message queued after the holder's last look is never stranded. Rows are
+        deleted only once their reply is delivered: a worker that dies mid-turn leaves them (and
+        PostgreSQL drops its lock) for the next worker to answer."""
+        assert self.inbox is not None
+        inbox = self.inbox
+        try:
+            while True:
+                kicks = self._kicks.get(key, 0)
+                if not await asyncio.to_thread(inbox.inbox_pending, key):
+                    if self._kicks.get(key, 0) == kicks:
+                        return
+                    continue
+                lock = inbox.lock(f"chat:{key}", timeout=0)
+                try:
+                    await asyncio.to_thread(lock.__enter__)
+                except LockTimeout:  # another worker is answering this chat
+                    await asyncio.sleep(self.config.chat_lock_poll_s)
+                    continue
+                try:
+                    while items := await asyncio.to_thread(inbox.inbox_pending, key):
+                        if not await self._answer_queued(items):
+                            return  # shutting down: the rows stay for another worker
+                        await asyncio.to_thread(inbox.inbox_done, [i.update_id for i in items])
+                finally:
+                    await asyncio.to_thread(lock.__exit__, None, None, None)
+        finally:
+            self._drains.pop(key, None)
+
+    async def _answer_queued(self, items: list[InboxItem]) -> bool:
+        """One turn for a chat's queued messages (answered together, as a burst is); False when the
+        conversation loop is closing and took nothing."""
+        updates = [Update.de_json(json.loads(i.payload), self._bot) for i in items]
+        first = updates[0]
+        assert first.message is not None and first.effective_chat is not None
+        chat_id = first.effective_chat.id
+        ref = self.chat_ref(first)
+        stream = _Stream(self._bot, self.config.chat_interval_s, chat_id, first.message.message_id)
+        self._busy(chat_id, +1)
+        try:
+            # Queued in order before the first await: the loop answers them as one turn (chat.py).
+            replies = await asyncio.gather(*(
+                self.conversations.say(ref, u.message.text or "", stream.partial if n == 0 else None)  # type: ignore[union-attr]
+                for n, u in enumerate(updates)))
+            reply = replies[0]
+            await stream.finish(reply.text, thumbs(reply.episode_id))
+            self.replies += 1
+            self.totals.append(time.time() - items[0].received)
+            if reply.first_visible_s is not None:
+                self.first_visible.append(reply.first_visible_s)
+            log.info("answered %s: %d queued messages (updates %s..%s)", ref.stack, len(items),
+                     items[0].update_id, items[-1].update_id)
+            return True
+        except ConversationClosed:
+            await stream.abandon()
+            return False
+        except Exception as e:  # answered with an apology; the messages are not retried forever
+            await stream.abandon()
+            await self._apologise(first, e)
+            return True
+        finally:
+            self._busy(chat_id, -1)
+
     async def drain(self, grace_s: float) -> None:
-        """Finish /think runs in flight (their conclusions are delivered), up to ``grace_s``."""
-        if self._thinks:
-            await asyncio.wait(set(self._thinks), timeout=grace_s)
+        """Finish /think runs and queued turns in flight (their answers are delivered), up to ``grace_s``."""
+        pending = {*self._thinks, *self._drains.values()}
+        if pending:
+            await asyncio.wait(pending, timeout=grace_s)
         for task in self._typing.values():
             task.cancel()
 
 
 def build_application(token: str, bot: StackmindBot, config: TelegramSettings) -> Application:
+    builder = ApplicationBuilder()
+    if config.webhook_url:
+        builder = builder.updater(None)  # updates arrive through `webhook_server`
     app = (
-        ApplicationBuilder()
+        builder
         .token(token)
         .base_url(config.base_url)
         .base_file_url(config.base_file_url)
@@ -480,22 +589,81 @@ def build_application(token: str, bot: StackmindBot, config: TelegramSettings) -
     return app
 
 
+# ---- the webhook receiver --------------------------------------------------------------------------
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+def webhook_app(app: Application, bot: StackmindBot, secret: str) -> Starlette:
+    """``POST /<webhook_path>``: Telegram's update, checked against the secret, queued in the chat's
+    inbox (a text message) and only then acknowledged; any failure before that is a 500, which Telegram
+    retries (to another worker, behind a load balancer). ``GET /health`` for the load balancer."""
+    async def receive(request: Request) -> Response:
+        if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
+            return PlainTextResponse("wrong secret token", status_code=403)
+        try:
+            data = await request.json()
+            update = Update.de_json(data, app.bot)
+        except (ValueError, TypeError, KeyError) as e:
+            return PlainTextResponse(f"not a Telegram update: {type(e).__name__}", status_code=400)
+        if update is None:
+            return PlainTextResponse("not a Telegram update", status_code=400)
+        key = bot.inbox_key(update)
+        if key is not None and bot.inbox is not None:
+            await asyncio.to_thread(bot.inbox.inbox_put, key, update.update_id, json.dumps(data))
+        await app.update_queue.put(update)
+        return Response(status_code=200)
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    path = "/" + bot.config.webhook_path.strip("/")
+    return Starlette(routes=[Route(path, receive, methods=["POST"]), Route("/health", health, methods=["GET"])])
+
+
+class _Server(uvicorn.Server):
+    """uvicorn inside the bot's event loop: the bot owns SIGINT and SIGTERM (a graceful shutdown)."""
+
+    def capture_signals(self) -> Any:  # type: ignore[override]
+        return nullcontext()
+
+
+async def _start_webhook(app: Application, bot: StackmindBot, config: TelegramSettings) -> _Server:
+    if config.webhook_secret is None or not config.webhook_secret.get_secret_value().strip():
+        raise BotStartError("a webhook needs STACKMIND_TELEGRAM_WEBHOOK_SECRET (1-256 characters of A-Z a-z 0-9 _ -): "
+                            "Telegram sends it with every update and the bot refuses updates without it")
+    secret = config.webhook_secret.get_secret_value().strip()
+    server = _Server(uvicorn.Config(webhook_app(app, bot, secret), host=config.webhook_listen,
+                                    port=config.webhook_port, log_level="warning", lifespan="off", access_log=False))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()  # raises what stopped it
+            raise BotStartError(f"the webhook server could not listen on {config.webhook_listen}:{config.webhook_port}")
+        await asyncio.sleep(0.05)
+    server.task = task  # type: ignore[attr-defined]
+    # Every worker registers the same public URL (the load balancer's): setting it again changes nothing.
+    await app.bot.set_webhook(config.webhook_url or "", secret_token=secret,
+                              allowed_updates=["message", "callback_query"])
+    return server
+
+
 # ---- running it ----------------------------------------------------------------------------------
 
 class RedactToken(_redact.RedactFilter):
     """Replaces the bot token wherever it appears in a log record (httpx logs request URLs)."""
 
-    def __init__(self, token: str) -> None:
-        super().__init__(_redact.secrets([token]) if token else [])
+    def __init__(self, token: str, *more: str) -> None:
+        super().__init__(_redact.secrets([token, *more]) if token else [])
         self.token = token
 
 
-def protect_token(token: str) -> RedactToken:
-    """Keep the token out of logs: quiet httpx's per-request lines, redact it on every root handler
-    (and logging's last-resort one) and on the loggers that see it."""
+def protect_token(token: str, *more: str) -> RedactToken:
+    """Keep the token (and ``more`` secrets: the webhook's) out of logs: quiet httpx's per-request
+    lines, redact it on every root handler (and logging's last-resort one) and on the loggers that see it."""
     for name in ("httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    redact = RedactToken(token)
+    redact = RedactToken(token, *more)
     for handler in [*logging.getLogger().handlers, logging.lastResort]:
         if handler is not None:
             handler.addFilter(redact)
@@ -512,8 +680,10 @@ async def serve(
     ready: Callable[[StackmindBot], None] | None = None,
 ) -> StackmindBot:
     """Run the bot until ``stop`` is set, then shut down gracefully. Returns the bot (its counters)."""
-    protect_token(token)
-    bot = StackmindBot(conversations, config)
+    secret = config.webhook_secret.get_secret_value() if config.webhook_secret else ""
+    protect_token(token, secret)
+    inbox: Inbox | None = conversations.store if config.webhook_url else None  # type: ignore[assignment]
+    bot = StackmindBot(conversations, config, inbox)
     app = build_application(token, bot, config)
     await conversations.start()
     async with app:
@@ -523,22 +693,27 @@ async def serve(
         except TelegramError as e:
             log.warning("could not register the command list with Telegram: %s", e)
         await app.start()
-        assert app.updater is not None
+        webhook: _Server | None = None
         if config.webhook_url:
-            await app.updater.start_webhook(
-                listen=config.webhook_listen, port=config.webhook_port, url_path=config.webhook_path,
-                webhook_url=config.webhook_url, secret_token=config.webhook_secret,
-                allowed_updates=["message", "callback_query"],
-            )
-            log.info("webhook listening on %s:%s/%s", config.webhook_listen, config.webhook_port, config.webhook_path)
+            webhook = await _start_webhook(app, bot, config)
+            log.info("webhook listening on %s:%s/%s", config.webhook_listen, config.webhook_port,
+                     config.webhook_path.strip("/"))
+            for key in await asyncio.to_thread(bot.inbox.inbox_chats):  # type: ignore[union-attr]
+                bot.kick(key)  # turns a stopped or dead worker left queued
         else:
+            assert app.updater is not None
             await app.updater.start_polling(timeout=config.poll_timeout_s, allowed_updates=["message", "callback_query"])
             log.info("long polling for updates")
         if ready is not None:
             ready(bot)
         await stop.wait()
         log.info("shutting down: finishing answers in flight (up to %.0f s)", config.shutdown_grace_s)
-        await app.updater.stop()  # no new updates
+        if webhook is not None:  # no new updates (the webhook stays set: the other workers take them)
+            webhook.should_exit = True
+            await webhook.task  # type: ignore[attr-defined]
+        else:
+            assert app.updater is not None
+            await app.updater.stop()
         await conversations.close(config.shutdown_grace_s)  # answers in flight finish
         await bot.drain(config.shutdown_grace_s)
         await app.stop()  # waits for handler tasks to deliver

@@ -6,6 +6,13 @@ sendChatAction, answerCallbackQuery, deleteWebhook, setMyCommands, ...) with Tel
 matter here: 4096-character messages, "message is not modified", unknown token -> 401. It records
 every call, and every send or edit closer than ``flood_gap_s`` to the previous one in the same chat
 as a flood violation. Tests play users with `send_text` and `press` and wait with `wait_for`.
+
+Webhooks: after ``setWebhook`` (its ``secret_token`` sent back in ``X-Telegram-Bot-Api-Secret-Token``)
+updates are POSTed instead of held for ``getUpdates`` (which then answers 409 Conflict, as Telegram
+does); `balance` spreads them round-robin over several worker URLs, standing in for the load
+balancer in front of the workers. A chat's updates go out one at a time, in order (the next after
+the previous one's 200), different chats' side by side. A delivery that fails (no answer, not 200) is
+retried on the next URL, as Telegram retries; every attempt is in ``deliveries``.
 """
 
 from __future__ import annotations
@@ -14,11 +21,14 @@ import itertools
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+import httpx
 
 BOT_USER = {"id": 4242, "is_bot": True, "first_name": "stackmind", "username": "stackmind_test_bot",
             "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
@@ -66,6 +76,15 @@ class FakeTelegram:
         self.flood_violations: list[tuple[int, float]] = []
         self.callback_answers: list[dict[str, Any]] = []
         self.user_messages: dict[int, dict[str, Any]] = {}  # message_id -> user message
+        self.webhook_url: str | None = None
+        self.webhook_secret: str | None = None
+        self._targets: list[str] = []  # the load balancer's workers; empty: the webhook URL
+        self._next_target = itertools.count()
+        self._outbox: dict[int, deque[dict[str, Any]]] = {}  # per chat: updates not yet delivered, in order
+        self._delivering: set[int] = set()  # chats with an update in flight
+        self._closed = False
+        self._deliverers: list[threading.Thread] = []
+        self.deliveries: list[tuple[int, str, int]] = []  # (update id, url, HTTP status or 0: no answer)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-telegram", daemon=True)
@@ -77,6 +96,7 @@ class FakeTelegram:
 
     def __exit__(self, *exc: object) -> None:
         with self._cond:
+            self._closed = True
             self._cond.notify_all()
         self._server.shutdown()
         self._server.server_close()
@@ -102,8 +122,7 @@ class FakeTelegram:
                 command = text.split()[0]
                 msg["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
             self.user_messages[mid] = msg
-            self._updates.append({"update_id": next(self._update_ids), "message": msg})
-            self._cond.notify_all()
+            self._enqueue({"update_id": next(self._update_ids), "message": msg})
             return mid
 
     def send_photo(self, user_id: int) -> int:
@@ -112,21 +131,84 @@ class FakeTelegram:
             msg = {"message_id": mid, "date": int(time.time()), "chat": {"id": user_id, "type": "private"},
                    "from": {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"},
                    "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]}
-            self._updates.append({"update_id": next(self._update_ids), "message": msg})
-            self._cond.notify_all()
+            self._enqueue({"update_id": next(self._update_ids), "message": msg})
             return mid
 
     def press(self, user_id: int, message: SentMessage, data: str) -> str:
         """A user presses an inline button under one of the bot's messages; returns the query id."""
         with self._cond:
             qid = f"q{next(self._update_ids)}"
-            self._updates.append({"update_id": next(self._update_ids), "callback_query": {
+            self._enqueue({"update_id": next(self._update_ids), "callback_query": {
                 "id": qid, "chat_instance": "ci", "data": data,
                 "from": {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"},
                 "message": self._message_dict(message),
             }})
-            self._cond.notify_all()
             return qid
+
+    def _enqueue(self, update: dict[str, Any]) -> None:
+        """(Holding the lock.) Held for getUpdates, or posted to the webhook."""
+        if self.webhook_url is not None:
+            self._post_later(update)
+        else:
+            self._updates.append(update)
+        self._cond.notify_all()
+
+    # ---- webhooks -----------------------------------------------------------------------------------
+    def balance(self, urls: list[str], deliverers: int = 4) -> None:
+        """Post webhook updates round-robin to ``urls`` (the workers behind a load balancer)."""
+        with self._cond:
+            self._targets = list(urls)
+        self._start_deliverers(deliverers)
+
+    def _start_deliverers(self, n: int) -> None:
+        while len(self._deliverers) < n:
+            t = threading.Thread(target=self._deliver, name=f"fake-telegram-webhook-{len(self._deliverers)}",
+                                 daemon=True)
+            self._deliverers.append(t)
+            t.start()
+
+    def _post_later(self, update: dict[str, Any]) -> None:
+        body = update.get("message") or (update.get("callback_query") or {}).get("message") or {}
+        self._outbox.setdefault(int(body.get("chat", {}).get("id", 0)), deque()).append(update)
+
+    def _take(self) -> tuple[int, dict[str, Any]] | None:
+        """(Holding the lock.) The oldest update of a chat with none in flight; None once closed."""
+        while not self._closed:
+            for chat, updates in self._outbox.items():
+                if updates and chat not in self._delivering:
+                    self._delivering.add(chat)
+                    return chat, updates.popleft()
+            self._cond.wait(0.2)
+        return None
+
+    def _deliver(self) -> None:
+        with httpx.Client(timeout=30.0) as client:
+            while True:
+                with self._cond:
+                    taken = self._take()
+                if taken is None:
+                    return
+                chat, update = taken
+                for attempt in range(60):
+                    with self._cond:
+                        targets = self._targets or ([self.webhook_url] if self.webhook_url else [])
+                        url = targets[next(self._next_target) % len(targets)] if targets else None
+                        headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook_secret or ""}
+                    if url is None:
+                        break
+                    try:
+                        status = client.post(url, json=update, headers=headers).status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    with self._cond:
+                        self.deliveries.append((update["update_id"], url, status))
+                        self._cond.notify_all()
+                    if status == 200:
+                        break
+                    time.sleep(min(2.0, 0.1 * (attempt + 1)))
+                with self._cond:
+                    self._delivering.discard(chat)
+                    self._cond.notify_all()
 
     def wait_for(self, predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
@@ -173,6 +255,10 @@ class FakeTelegram:
             self.calls.append(Call(method, params, time.monotonic()))
             self._cond.notify_all()
         if method == "getUpdates":
+            if self.webhook_url is not None:
+                return 409, {"ok": False, "error_code": 409, "description":
+                             "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to "
+                             "delete the webhook first"}
             return 200, {"ok": True, "result": self._get_updates(params)}
         with self._cond:
             try:
@@ -195,7 +281,19 @@ class FakeTelegram:
         ok = {"ok": True, "result": True}
         if method == "getMe":
             return 200, {"ok": True, "result": BOT_USER}
-        if method in ("deleteWebhook", "setMyCommands", "setWebhook", "deleteMyCommands", "close", "logOut"):
+        if method == "setWebhook":
+            url = str(p.get("url") or "")
+            self.webhook_url, self.webhook_secret = (url or None), p.get("secret_token")
+            for update in self._updates:  # held ones go out now
+                self._post_later(update)
+            self._updates.clear()
+            if url:
+                threading.Thread(target=self._start_deliverers, args=(4,), daemon=True).start()
+            return 200, ok
+        if method == "deleteWebhook":
+            self.webhook_url = self.webhook_secret = None
+            return 200, ok
+        if method in ("setMyCommands", "deleteMyCommands", "close", "logOut"):
             return 200, ok
         if method == "sendChatAction":
             return 200, ok
