@@ -14,6 +14,7 @@ twice (a retry after a timeout) queues it once. docs/deploy.md.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,8 @@ class InboxItem:
 
 
 class Inbox(Protocol):
+    """What the stores offer for it: the inbox's rows and their named locks (`StackStore.lock`)."""
+
     def inbox_put(self, chat: str, update_id: int, payload: str) -> bool:
         """Queue an update; False when it is queued already."""
         ...
@@ -42,3 +45,5 @@ class Inbox(Protocol):
     def inbox_chats(self) -> list[str]:
         """Chats with queued updates (what a worker picks up at start: another worker's unfinished turns)."""
         ...
+
+    def lock(self, name: str, timeout: float | None = None) -> AbstractContextManager[None]: ...
