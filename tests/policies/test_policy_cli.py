@@ -119,3 +119,26 @@ def test_policy_test_runs_through_the_agent() -> None:
     data = json.loads(r.stdout)
     assert data["n"] == 1 and data["cases"][0]["expected"] == "76"
     assert 0.0 <= data["pass_rate_pushed"] <= 1.0 and 0.0 <= data["pass_rate_not_pushed"] <= 1.0
+
+
+@pytest.mark.slow
+def test_policy_test_on_a_goal_family_runs_both_arms_with_the_goals_verifiers(settings) -> None:  # noqa: ANN001
+    r = run("test", "solve_with_program", "--family", "arithmetic", "--split", "dev", "--limit", "1",
+            "--max-steps", "2", "--json", "-d", str(REPO / "policies"))
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    row = data["table"]["arithmetic"]
+    assert data["goals"] == 1 and data["split"] == "dev" and data["max_steps"] == 2
+    assert row["pushed"]["n"] == row["not pushed"]["n"] == 1
+    assert "points_over_not pushed" in row["pushed"]
+    # each arm an episode of its own, in the test's own data dir, with the verifier's reward
+    from stackmind.trace import Episode
+
+    eps = [Episode.load(p) for p in (settings.home / "policy-tests").rglob("*.trace.yaml")]
+    assert len(eps) == 2 and all(e.reward in (0.0, 1.0) for e in eps)
+    assert sorted(e.meta.get("policies", []) for e in eps) == [[], ["solve_with_program"]]
+
+
+def test_policy_test_on_an_unknown_family_says_which_exist() -> None:
+    r = run("test", "solve_with_program", "--family", "nope", "-d", str(REPO / "policies"))
+    assert r.exit_code == 1 and "nope" in r.stderr
