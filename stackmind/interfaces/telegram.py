@@ -628,11 +628,7 @@ class _Server(uvicorn.Server):
         return nullcontext()
 
 
-async def _start_webhook(app: Application, bot: StackmindBot, config: TelegramSettings) -> _Server:
-    if config.webhook_secret is None or not config.webhook_secret.get_secret_value().strip():
-        raise BotStartError("a webhook needs STACKMIND_TELEGRAM_WEBHOOK_SECRET (1-256 characters of A-Z a-z 0-9 _ -): "
-                            "Telegram sends it with every update and the bot refuses updates without it")
-    secret = config.webhook_secret.get_secret_value().strip()
+async def _start_webhook(app: Application, bot: StackmindBot, config: TelegramSettings, secret: str) -> _Server:
     server = _Server(uvicorn.Config(webhook_app(app, bot, secret), host=config.webhook_listen,
                                     port=config.webhook_port, log_level="warning", lifespan="off", access_log=False))
     task = asyncio.create_task(server.serve())
@@ -680,7 +676,10 @@ async def serve(
     ready: Callable[[StackmindBot], None] | None = None,
 ) -> StackmindBot:
     """Run the bot until ``stop`` is set, then shut down gracefully. Returns the bot (its counters)."""
-    secret = config.webhook_secret.get_secret_value() if config.webhook_secret else ""
+    secret = config.webhook_secret.get_secret_value().strip() if config.webhook_secret else ""
+    if config.webhook_url and not secret:
+        raise BotStartError("a webhook needs STACKMIND_TELEGRAM_WEBHOOK_SECRET (1-256 characters of A-Z a-z 0-9 _ -): "
+                            "Telegram sends it with every update and the bot refuses updates without it")
     protect_token(token, secret)
     inbox: Inbox | None = conversations.store if config.webhook_url else None  # type: ignore[assignment]
     bot = StackmindBot(conversations, config, inbox)
@@ -695,7 +694,7 @@ async def serve(
         await app.start()
         webhook: _Server | None = None
         if config.webhook_url:
-            webhook = await _start_webhook(app, bot, config)
+            webhook = await _start_webhook(app, bot, config, secret)
             log.info("webhook listening on %s:%s/%s", config.webhook_listen, config.webhook_port,
                      config.webhook_path.strip("/"))
             for key in await asyncio.to_thread(bot.inbox.inbox_chats):  # type: ignore[union-attr]

@@ -84,3 +84,26 @@ def test_a_turn_a_dead_worker_left_queued_is_answered_by_the_next(settings: Sett
             assert fake.messages(user)[0].reply_to == 5
         assert goals(settings, user) == ["left behind"]
         assert open_store(settings).inbox_chats() == []
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the bot's thread re-raises it
+def test_a_webhook_without_a_secret_does_not_start(settings: Settings) -> None:
+    from stackmind.interfaces.telegram import BotStartError
+
+    with FakeTelegram() as fake:
+        runner = RunningBot(fake, settings, None, allowed=[1], chat=CHAT,  # type: ignore[arg-type]
+                            webhook_url="http://127.0.0.1:9/telegram", webhook_port=free_port())
+        with pytest.raises(BotStartError, match="STACKMIND_TELEGRAM_WEBHOOK_SECRET"):
+            runner.__enter__()
+
+
+def test_webhook_listen_must_be_host_and_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from stackmind.interfaces.cli import app
+
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "123456:TEST-token-abcdef")
+    res = CliRunner().invoke(app, ["telegram", "--webhook-listen", "8443", "--webhook-url", "https://x/telegram"])
+    assert res.exit_code == 1 and "expected HOST:PORT" in res.output
+    res = CliRunner().invoke(app, ["telegram", "--webhook-listen", "127.0.0.1:8443"])
+    assert res.exit_code == 1 and "--webhook-url" in res.output
