@@ -628,7 +628,8 @@ class _Server(uvicorn.Server):
         return nullcontext()
 
 
-async def _start_webhook(app: Application, bot: StackmindBot, config: TelegramSettings, secret: str) -> _Server:
+async def _start_webhook(app: Application, bot: StackmindBot, config: TelegramSettings,
+                         secret: str) -> tuple[_Server, asyncio.Task[None]]:
     server = _Server(uvicorn.Config(webhook_app(app, bot, secret), host=config.webhook_listen,
                                     port=config.webhook_port, log_level="warning", lifespan="off", access_log=False))
     task = asyncio.create_task(server.serve())
@@ -637,11 +638,10 @@ async def _start_webhook(app: Application, bot: StackmindBot, config: TelegramSe
             task.result()  # raises what stopped it
             raise BotStartError(f"the webhook server could not listen on {config.webhook_listen}:{config.webhook_port}")
         await asyncio.sleep(0.05)
-    server.task = task  # type: ignore[attr-defined]
     # Every worker registers the same public URL (the load balancer's): setting it again changes nothing.
     await app.bot.set_webhook(config.webhook_url or "", secret_token=secret,
                               allowed_updates=["message", "callback_query"])
-    return server
+    return server, task
 
 
 # ---- running it ----------------------------------------------------------------------------------
@@ -692,7 +692,7 @@ async def serve(
         except TelegramError as e:
             log.warning("could not register the command list with Telegram: %s", e)
         await app.start()
-        webhook: _Server | None = None
+        webhook: tuple[_Server, asyncio.Task[None]] | None = None
         if config.webhook_url:
             webhook = await _start_webhook(app, bot, config, secret)
             log.info("webhook listening on %s:%s/%s", config.webhook_listen, config.webhook_port,
@@ -708,8 +708,8 @@ async def serve(
         await stop.wait()
         log.info("shutting down: finishing answers in flight (up to %.0f s)", config.shutdown_grace_s)
         if webhook is not None:  # no new updates (the webhook stays set: the other workers take them)
-            webhook.should_exit = True
-            await webhook.task  # type: ignore[attr-defined]
+            webhook[0].should_exit = True
+            await webhook[1]
         else:
             assert app.updater is not None
             await app.updater.stop()
