@@ -60,12 +60,16 @@ DEMOS: list[tuple[str, str, list[str]]] = [
      ["Action: @python(print(86142 / 3))"]),
     ("word-shopping", "Lena buys 6 pencils at $1.25 each and 2 notebooks at $3.40 each. She pays with a $20 bill. "
      "How much change does she get, in dollars? Answer with the number.",
-     ["Thought: Add up the cost, then subtract it from what she paid.\n"
-      "Action: @python(pencils = 6 * 1.25\nnotebooks = 2 * 3.40\nchange = 20 - (pencils + notebooks)\n"
-      "print(round(change, 2)))"]),
+     ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
+      "Action: @python(# Lena buys 6 pencils at $1.25 each\npencils = 6 * 1.25\n"
+      "# and 2 notebooks at $3.40 each.\nnotebooks = 2 * 3.40\n# She pays with a $20 bill.\npaid = 20\n"
+      "# How much change does she get?\nchange = paid - (pencils + notebooks)\nprint(round(change, 2)))"]),
     ("word-rates", "A machine fills 45 bottles a minute. It runs for 12 minutes, then a second machine of the same "
      "speed joins it for 8 more minutes. How many bottles are filled in total? Answer with the number.",
-     ["Action: @python(alone = 45 * 12\ntogether = 2 * 45 * 8\nprint(alone + together))"]),
+     ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
+      "Action: @python(# A machine fills 45 bottles a minute.\nrate = 45\n# It runs for 12 minutes,\n"
+      "alone = rate * 12\n# then a second machine of the same speed joins it for 8 more minutes.\n"
+      "together = 2 * rate * 8\n# How many bottles are filled in total?\nprint(alone + together))"]),
     ("strings-count", "How many times does the letter 's' appear in 'mississippi'? Answer with the number.",
      ["Action: @python(print('mississippi'.count('s')))"]),
     ("strings-reverse", "Write the word 'planet' backwards. Answer with the reversed word.",
@@ -106,13 +110,16 @@ DEMOS: list[tuple[str, str, list[str]]] = [
       "Action: @python(x = 3\nfor i in range(4):\n    x = x * 2 - i\nprint(x))"]),
     ("word-problem", "Tom has 3 boxes of 24 crayons. He gives 15 crayons to his sister and then buys 2 packs of 8 "
      "crayons. How many crayons does Tom have now? Answer with the number.",
-     ["Thought: Write the problem as a program, one quantity per line.\n"
-      "Action: @python(boxes = 3 * 24\nafter_gift = boxes - 15\nbought = 2 * 8\nprint(after_gift + bought))"]),
+     ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
+      "Action: @python(# Tom has 3 boxes of 24 crayons.\ncrayons = 3 * 24\n# He gives 15 crayons to his sister\n"
+      "crayons = crayons - 15\n# and then buys 2 packs of 8 crayons.\ncrayons = crayons + 2 * 8\n"
+      "# How many crayons does Tom have now?\nprint(crayons))"]),
     ("word-problem-fraction", "A class has 30 students. Two fifths of them walk to school and a third of the rest "
      "come by bus. The others are driven. How many students are driven? Answer with the number.",
-     ["Thought: Write the problem as a program, one quantity per line.\n"
-      "Action: @python(students = 30\nwalk = students * 2 / 5\nrest = students - walk\nbus = rest / 3\n"
-      "driven = rest - bus\nprint(int(driven)))"]),
+     ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
+      "Action: @python(# A class has 30 students.\nstudents = 30\n# Two fifths of them walk to school\n"
+      "walk = students * 2 / 5\n# and a third of the rest come by bus.\nrest = students - walk\nbus = rest / 3\n"
+      "# The others are driven. How many students are driven?\ndriven = rest - bus\nprint(int(driven)))"]),
     ("game24-program", "Use 2 5 8 11 once each with + - * / and parentheses to make 24. Answer with the expression.",
      ["Thought: Search every order, operation and grouping with a program.\n"
       "Action: @python(" + G24.format(nums="2, 5, 8, 11") + ")",
