@@ -16,6 +16,23 @@ from stackmind.settings import Settings
 from stackmind.storage import read_stored_episodes
 
 
+DOUBLE_POLICY = """\
+name: double
+description: Double a number by computing it.
+examples:
+  - goal: What is 21 doubled? Answer with the number.
+    response: "Final answer: 42"
+    answer: "42"
+  - goal: What is 300 doubled? Answer with the number.
+    response: "Final answer: 600"
+    answer: "600"
+    match: {kind: numeric}
+    split: heldout
+training:
+  slow: {weight: 1}
+"""
+
+
 def test_a_check_with_its_own_margin_tolerates_one_dev_goal() -> None:
     cur, cand = Scores(checks={"dev lists (5 goals)": 0.6}), Scores(checks={"dev lists (5 goals)": 0.4})
     assert decide(cur, cand, 0.02, {"dev lists (5 goals)": 0.2 + 1e-9})[0]
@@ -47,6 +64,10 @@ def test_one_tiny_round_trains_on_the_step_format_gates_promotes_and_the_next_ru
                          concurrency=2, train_minutes=10)
     cconfig = ConsolidateConfig(max_steps=2, batch_size=2, learning_rate=3e-3, rank=8, init="fresh",
                                 max_length=1536, exact_match_examples=0, policies_dirs=[], traces_dirs=[])
+    # A one-policy library (the gate runs each policy's held-out examples through the agent: the
+    # starter library's would take minutes here).
+    (settings.home / "policies").mkdir(parents=True)
+    (settings.home / "policies" / "double.policy.yaml").write_text(DOUBLE_POLICY)
     lines: list[str] = []
     report = learn(settings, config, consolidate_config=cconfig, progress=lines.append)
 
@@ -78,7 +99,7 @@ def test_one_tiny_round_trains_on_the_step_format_gates_promotes_and_the_next_ru
 
     gate = r1["consolidate"]["gate"]
     assert r1["consolidate"]["train"]["steps"] == 2
-    assert "dev arithmetic (1 goals)" in gate["candidate"]["checks"], gate
+    assert set(gate["candidate"]["checks"]) == {"dev arithmetic (1 goals)", "policy tests (1 held-out examples)"}, gate
     assert gate["passed"] and r1["consolidate"]["outcome"] == "promoted v0001", r1["consolidate"]
     assert r1["adapter"] == "v0001"
     # the next run loads it: round 1 was measured on the promoted adapter's GGUF
