@@ -15,7 +15,6 @@ from stackmind.learning.cycle import LearnConfig, curve, format_curve, learn, le
 from stackmind.settings import Settings
 from stackmind.storage import read_stored_episodes
 
-
 DOUBLE_POLICY = """\
 name: double
 description: Double a number by computing it.
