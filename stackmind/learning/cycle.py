@@ -344,7 +344,7 @@ def draw(report: dict[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for f, s in c["success"].items():
         axes[0].plot(c["rounds"], [None if v is None else 100 * v for v in s], marker="o", label=f)
-    axes[0].set(title="held-out success", xlabel="round", ylabel="%")
+    axes[0].set(title="held-out success", xlabel="round", ylabel="%", xticks=c["rounds"])
     axes[0].legend(fontsize=8)
     for r in report["rounds"][1:]:
         losses = (r.get("consolidate") or {}).get("train_loss") or []
@@ -357,7 +357,7 @@ def draw(report: dict[str, Any], path: Path) -> Path:
     xs = [n for n, g in gates if g.get("candidate")]
     for side in ("current", "candidate"):
         axes[2].plot(xs, [g[side].get("loss") for _n, g in gates if g.get("candidate")], marker="o", label=side)
-    axes[2].set(title="gate: held-out loss", xlabel="round")
+    axes[2].set(title="gate: held-out loss", xlabel="round", xticks=xs)
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
