@@ -9,7 +9,14 @@ from pathlib import Path
 import typer
 
 from stackmind.interfaces._app import bench_app, console, fail, out, settings
-from stackmind.learning.evaluate import agent_arm, bare_arm, evaluate, format_table, summarize
+from stackmind.learning.evaluate import (
+    agent_arm,
+    bare_arm,
+    evaluate,
+    format_table,
+    measuring_settings,
+    summarize,
+)
 from stackmind.tasks.goals import GoalError, families, load_goals
 
 _FAMILY = typer.Option(None, "--family", "-f", help="Families to run (default: the seven built-in ones).")
@@ -42,8 +49,7 @@ def bench_goals(
         raise fail(str(e)) from e
     where = directory or s.home / "bench" / f"goals-{split}"
     home = where / "home"
-    agent_settings = s.model_copy(update={"home": home, "memory": False, "learn": False,
-                                          "demos_from_episodes": False, "cache": s.cache_dir})
+    agent_settings = measuring_settings(s, home)
     from stackmind.agent import Agent
 
     agent = Agent.from_settings(agent_settings, warn=lambda m: None)

@@ -316,7 +316,7 @@ def _test_on_family(policy: Policy, family: str, split: str, limit: int | None, 
     """The policy pushed vs not on a family's goals: the same agent, step budget and verifiers; the
     agent's memory, online learning and demos from episodes off, in a data dir of its own."""
     from stackmind.agent import Agent
-    from stackmind.learning.evaluate import agent_arm, evaluate, format_table, summarize
+    from stackmind.learning.evaluate import agent_arm, evaluate, format_table, measuring_settings, summarize
     from stackmind.tasks.goals import GoalError, load_goals
 
     s = settings()
@@ -327,9 +327,7 @@ def _test_on_family(policy: Policy, family: str, split: str, limit: int | None, 
     if not goals:
         raise fail(f"no {split} goals in the {family} family")
     where = s.home / "policy-tests" / f"{policy.name}-{family}-{split}"
-    agent = Agent.from_settings(s.model_copy(update={"home": where / "home", "memory": False, "learn": False,
-                                                     "demos_from_episodes": False, "cache": s.cache_dir}),
-                                warn=lambda _m: None)
+    agent = Agent.from_settings(measuring_settings(s, where / "home"), warn=lambda _m: None)
     kw: dict[str, object] = {"max_steps": max_steps} if max_steps else {}
     log = where / "runs.jsonl"  # a rerun resumes
     say = console.print

@@ -43,7 +43,7 @@ from stackmind.consolidate import ConsolidateConfig, consolidate, unfinished_run
 from stackmind.consolidate.dataset import atomic_write
 from stackmind.consolidate.registry import AdapterRegistry
 from stackmind.errors import StackmindError
-from stackmind.learning.evaluate import GoalRun, agent_arm, evaluate
+from stackmind.learning.evaluate import GoalRun, agent_arm, evaluate, measuring_settings
 from stackmind.learning.hooks import learning_hooks
 from stackmind.llm import LLM, load_llm
 from stackmind.settings import Settings
@@ -96,7 +96,7 @@ def learn(settings: Settings, config: LearnConfig, directory: Path | None = None
     directory = directory or learn_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     home = settings.home
-    learner = _agent_settings(settings, home)
+    learner = measuring_settings(settings, home)
     goals = _splits(config)
     report = _load(directory) or {"started": _now(), "config": asdict(config), "home": str(home), "rounds": []}
     if report.get("config", {}).get("families") != config.families:
@@ -144,13 +144,6 @@ def _splits(config: LearnConfig) -> dict[str, dict[str, list[Goal]]]:
     return {"train": {f: load_goals(f, "train") for f in config.families},
             "dev": {f: load_goals(f, "dev")[:config.dev_goals] for f in config.families},
             "heldout": {f: load_goals(f, "heldout")[:config.heldout_goals] for f in config.families}}
-
-
-def _agent_settings(settings: Settings, home: Path) -> Settings:
-    """The settings of an agent measured or practising in ``home``: the shared model cache, and none of
-    what would carry one goal's answer into another (memory, online learning, demos from episodes)."""
-    return settings.model_copy(update={"home": home, "memory": False, "learn": False,
-                                       "demos_from_episodes": False, "cache": settings.cache_dir})
 
 
 def _practise(learner: Settings, directory: Path, r: int, train: dict[str, list[Goal]], config: LearnConfig,
@@ -225,7 +218,7 @@ def dev_check(learner: Settings, goals: Sequence[Goal], concurrency: int = 4) ->
 
     def check(llm: LLM) -> float:
         with tempfile.TemporaryDirectory(prefix="stackmind-gate-") as tmp:
-            agent = Agent.from_settings(_agent_settings(learner, Path(tmp)), llm=llm, warn=lambda _m: None)
+            agent = Agent.from_settings(measuring_settings(learner, Path(tmp)), llm=llm, warn=lambda _m: None)
             try:
                 runs = evaluate(goals, agent_arm(agent, "gate", concurrency=concurrency))
             finally:
@@ -242,7 +235,7 @@ def _measure(learner: Settings, directory: Path, r: int, heldout: dict[str, list
     say(f"round {r}: measuring {len(goals)} held-out goals (adapter: {_current(learner) or 'none'})")
     llm = load_llm(learner)
     adapters = sorted(getattr(llm.backend, "adapters", dict)().values())  # what the measured model runs with
-    agent = Agent.from_settings(_agent_settings(learner, directory / "eval" / f"round-{r}"), llm=llm,
+    agent = Agent.from_settings(measuring_settings(learner, directory / "eval" / f"round-{r}"), llm=llm,
                                 warn=lambda _m: None)
     t0 = time.perf_counter()
     try:

@@ -23,6 +23,7 @@ from typing import Any
 
 from stackmind.agent import Agent
 from stackmind.llm import LLM
+from stackmind.settings import Settings
 from stackmind.tasks.goals import Goal
 
 ProgressFn = Callable[[str], None]
@@ -54,6 +55,13 @@ class GoalRun:
 
 
 Arm = tuple[str, Callable[[Sequence[Goal]], list[GoalRun]]]  # (name, run a batch of goals)
+
+
+def measuring_settings(settings: Settings, home: Path) -> Settings:
+    """The settings of an agent measured (or practising) in ``home``: the shared model cache, and none of
+    what would carry one goal's answer into another (memory, online learning, demos from episodes)."""
+    return settings.model_copy(update={"home": home, "memory": False, "learn": False,
+                                       "demos_from_episodes": False, "cache": settings.cache_dir})
 
 
 def agent_arm(agent: Agent, name: str = "agent", *, concurrency: int = 4, progress: ProgressFn | None = None,
