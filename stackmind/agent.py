@@ -327,8 +327,11 @@ class Agent:
                         f"({copied[:120]}); it is not this goal's: work this goal out with its own numbers"))
                     steps[-1].observation = result.observation
             if result.answer is not None:
+                steps[-1].value = self.valued(Frame("conclusion", result.answer), run, stack.frames()).value
                 return result.answer
-            self._push_step(stack, result, run)
+            pushed = self._push_step(stack, result, run)
+            if pushed:  # the step's predicted value: that of the state it ended in (the RPE's baseline)
+                steps[-1].value = pushed[-1].value
         return None
 
     def step(self, view: str, goal: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None,
@@ -376,14 +379,18 @@ class Agent:
             return calls[0]
         return None
 
-    def _push_step(self, stack: Stack, result: StepResult, run: _Run) -> None:
+    def _push_step(self, stack: Stack, result: StepResult, run: _Run) -> list[Frame]:
+        """Push a step's frames, each valued; returns them ([] when a policy's invoker pushed its own)."""
         if result.policy:
-            return  # the invoker pushed the call's conclusion
+            return []  # the invoker pushed the call's conclusion
         frames = ([run.fmt.observation_frame(result.observation or "")] if result.step is None
                   else run.fmt.frames(result.step, result.observation))
         below = stack.frames()
+        pushed = []
         for frame in frames:
-            below.append(stack.push_frame(self.valued(frame, run, below)))
+            pushed.append(stack.push_frame(self.valued(frame, run, below)))
+            below.append(pushed[-1])
+        return pushed
 
     def valued(self, frame: Frame, run: _Run, below: Sequence[Frame]) -> Frame:
         """A frame with its value: the value model's prediction of the return from the state the frame
@@ -787,7 +794,8 @@ def policy_library(settings: Settings, tools: ToolRegistry, warn: ProgressFn | N
         return None
     # Checked against every tool the agent can have (a policy that shows @recall still loads when
     # memory is off; the step grammar then does not offer the call).
-    library, problems = load_lenient(default_policy_dirs(settings.home), tools=tools.names() | BUILTIN_TOOLS)
+    library, problems = load_lenient(default_policy_dirs(settings.policies_home or settings.home),
+                                     tools=tools.names() | BUILTIN_TOOLS)
     for p in problems:
         if p.severity == "error":
             (warn or log.warning)(f"policy skipped: {p}")

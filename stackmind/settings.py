@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     openai_timeout_s: float = Field(60.0, gt=0, le=600)
     openai_deadline_s: float = Field(120.0, gt=0, le=3600)
     openai_retries: int = Field(4, ge=0, le=10)
+    # Which model the openai backend asks for: "served" (the newest adapter `stackmind consolidate`
+    # hot-loaded into that server, else `model`), "none" (always `model`), or a model name.
+    openai_adapter: str = "served"
+    openai_adapter_refresh_s: float = Field(30.0, ge=0, le=86400)  # how often "served" asks the server
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = Field(None, ge=1, le=1024)  # CPU threads for in-process decoding (default: every core)
     torch_threads: int | None = Field(None, ge=1, le=1024)
@@ -120,6 +124,9 @@ class Settings(BaseSettings):
     memory: bool = True  # long-term memory: recall before each step, store what leaves the stack
     recall_k: int = Field(3, ge=0, le=100)  # memories recalled before a step
     policies: bool = True  # fast learning: push the learning policies whose triggers fire
+    # The data dir whose policies (<it>/policies, its learned ones) the agent uses; default `home`. An
+    # agent measured in a throwaway data dir keeps the policies of the one it measures.
+    policies_home: Path | None = None
     learn: bool = True  # after an episode with a reward: hindsight labels and a value-model update
 
     # --- Secrets (never logged; SecretStr hides them in reprs) ------------------------------

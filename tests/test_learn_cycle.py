@@ -80,6 +80,10 @@ def test_one_tiny_round_trains_on_the_step_format_gates_promotes_and_the_next_ru
     episodes, _ = read_stored_episodes(settings)
     practised = [e for e in episodes if str(e.meta.get("goal_id", "")).startswith("arithmetic-train-")]
     assert len(practised) == 2 and all(e.reward in (0.0, 1.0) for e in practised)
+    # each step carries the value it was given as it ran (the baseline of its reward-prediction error)
+    assert all(s.value is not None and 0.0 <= s.value <= 1.0 for e in practised for s in e.steps)
+    # synthesis ran on the practice episodes (two are too few to cluster: nothing written)
+    assert r1["synthesis"]["episodes"] >= 2 and r1["synthesis"]["written"] == 0, r1["synthesis"]
     assert not any("heldout" in str(e.meta.get("goal_id")) for e in episodes)  # measured elsewhere
 
     # The LoRA trained on exactly what the agent was prompted with: the system prompt of its step

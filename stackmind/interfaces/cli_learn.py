@@ -29,6 +29,8 @@ def learn(
                                         help="Consolidation's time budget per round (--max-minutes)."),
     max_steps: int = typer.Option(None, "--max-steps", help="Stop each round's LoRA training after this many steps."),
     rank: int = typer.Option(None, "--rank", help="LoRA rank of a fresh adapter (8, 16, 32, 64)."),
+    synthesis: int = typer.Option(2, "--synthesis", min=0,
+                                  help="Policies the agent may write from each round's practice (0: none)."),
     seed: int = typer.Option(0, "--seed"),
     directory: Path = _DIR,
     report: bool = typer.Option(False, "--report", help="Show the last learn report and exit."),
@@ -68,7 +70,7 @@ def learn(
         raise fail("; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())) from e
     config = LearnConfig(rounds=rounds, train_goals=train_goals, attempts=attempts, temperature=temperature,
                          dev_goals=dev_goals, heldout_goals=heldout_goals, concurrency=concurrency,
-                         train_minutes=train_minutes, seed=seed)
+                         train_minutes=train_minutes, synthesis=synthesis, seed=seed)
     if family:
         config.families = list(family)
     try:

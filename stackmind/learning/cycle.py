@@ -33,6 +33,7 @@ import json
 import os
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ from stackmind.consolidate.dataset import atomic_write
 from stackmind.consolidate.registry import AdapterRegistry
 from stackmind.errors import StackmindError
 from stackmind.learning.evaluate import GoalRun, agent_arm, evaluate, measuring_settings
+from stackmind.learning.grounding import HeldoutTask, goal_task
 from stackmind.learning.hooks import learning_hooks
 from stackmind.llm import LLM, load_llm
 from stackmind.settings import Settings
@@ -71,6 +73,7 @@ class LearnConfig:
     heldout_goals: int | None = None  # per family (None: the whole held-out split)
     concurrency: int = 4
     train_minutes: float | None = 30.0  # consolidation's --max-minutes (its training share is 3/4)
+    synthesis: int = 2  # policies the agent may write from each round's practice (0: no synthesis)
     seed: int = 0
 
     def check(self) -> LearnConfig:
@@ -120,8 +123,11 @@ def learn(settings: Settings, config: LearnConfig, directory: Path | None = None
             row["consolidate"] = _consolidate(learner, goals["dev"], config, consolidate_config, say)
             row["adapter"] = _current(learner)
             _save(directory, report)
+        if "synthesis" not in row and config.synthesis:
+            row["synthesis"] = _synthesise(learner, goals["dev"], config, say)
+            _save(directory, report)
         if "heldout" not in row:
-            if row["adapter"] == rounds[r - 1]["adapter"]:
+            if row["adapter"] == rounds[r - 1]["adapter"] and not (row.get("synthesis") or {}).get("kept"):
                 say(f"round {r}: the adapter did not change ({row['adapter'] or 'none'}): held-out as before")
                 row["heldout"] = {**rounds[r - 1]["heldout"], "same_as_round": rounds[r - 1].get(
                     "heldout", {}).get("same_as_round", r - 1)}
@@ -210,6 +216,37 @@ def _consolidate(learner: Settings, dev: dict[str, list[Goal]], config: LearnCon
         "gate": {k: gate.get(k) for k in ("current", "candidate", "passed", "reasons")} if gate else None,
         "value": record.get("value"), "report": record.get("report"),
     }
+
+
+def _synthesise(learner: Settings, dev: dict[str, list[Goal]], config: LearnConfig,
+                say: ProgressFn) -> dict[str, Any]:
+    """A synthesis round on the practice episodes (`stackmind.learning.synthesize`): surprising steps
+    clustered, a policy written per cluster, each grounded with and without it on tasks it was not
+    written from (the cluster's other goals, then its family's dev goals, by the suite's verifiers),
+    kept only when it gained. What was written, kept and discarded, with gains and stack tokens."""
+    from stackmind.learning.synthesize import Cluster, SynthesisConfig, synthesize_round
+
+    def family_tasks(c: Cluster, exclude: set[str]) -> list[HeldoutTask]:
+        families = Counter(ep.meta.get("family") for ep in c.episodes)
+        family = families.most_common(1)[0][0] if families else None
+        return [goal_task(g) for g in dev.get(family, []) if g.text not in exclude]
+
+    say("synthesis: writing policies from the practice episodes")
+    llm = load_llm(learner)
+    try:
+        result = synthesize_round(learner, llm, config=SynthesisConfig(max_candidates=config.synthesis,
+                                                                       seed=config.seed),
+                                  extra_tasks=family_tasks, progress=lambda m: say(f"synthesis: {m}")).to_dict()
+    finally:
+        _close(llm)
+    out = {k: result.get(k) for k in ("episodes", "surprises", "written", "kept", "discarded", "dropped", "notes")}
+    out["policies"] = [{"name": c.get("name"), "status": c.get("status"),
+                        **{k: (c.get("grounding") or {}).get(k) for k in
+                           ("success_with", "success_without", "stack_tokens", "roi")},
+                        "tasks": (c.get("grounding") or {}).get("n")}
+                       for c in result.get("candidates", [])]
+    say(f"synthesis: {out['written']} written, {out['kept']} kept")
+    return out
 
 
 def dev_check(learner: Settings, goals: Sequence[Goal], concurrency: int = 4) -> Callable[[LLM], float]:

@@ -58,10 +58,12 @@ Arm = tuple[str, Callable[[Sequence[Goal]], list[GoalRun]]]  # (name, run a batc
 
 
 def measuring_settings(settings: Settings, home: Path) -> Settings:
-    """The settings of an agent measured (or practising) in ``home``: the shared model cache, and none of
-    what would carry one goal's answer into another (memory, online learning, demos from episodes)."""
+    """The settings of an agent measured (or practising) in ``home``: the shared model cache, the
+    policies of the data dir measured (its learned ones too), and none of what would carry one goal's
+    answer into another (memory, online learning, demos from episodes)."""
     return settings.model_copy(update={"home": home, "memory": False, "learn": False,
-                                       "demos_from_episodes": False, "cache": settings.cache_dir})
+                                       "demos_from_episodes": False, "cache": settings.cache_dir,
+                                       "policies_home": settings.policies_home or settings.home})
 
 
 def agent_arm(agent: Agent, name: str = "agent", *, concurrency: int = 4, progress: ProgressFn | None = None,

@@ -29,8 +29,9 @@ from stackmind.policies.fast import policy_frames
 from stackmind.policies.schema import Matcher, Policy
 from stackmind.stack import Frame
 from stackmind.tasks.answers import answer_span
+from stackmind.tasks.goals import Check, Goal
 
-CHECKS = ("exact", "contains", "numeric", "regex", "game24")
+CHECKS = ("exact", "contains", "numeric", "regex", "game24", "goal")
 _G24 = re.compile(r"^Use ([\d ]+) once each with \+ - \* / (?:and parentheses )?to make 24\.")
 
 ProgressFn = Callable[[str], None]
@@ -42,14 +43,19 @@ class HeldoutTask:
 
     goal: str
     answer: str | None = None
-    check: str = "numeric"  # exact | contains | numeric | regex | game24 (the exact Game of 24 verifier)
-    origin: str = ""  # the episode it came from, or the puzzle file row
+    # exact | contains | numeric | regex | game24 (the exact Game of 24 verifier) | goal (the goal
+    # suite's verifier, its check in ``spec``: `goal_task`)
+    check: str = "numeric"
+    origin: str = ""  # the episode it came from, the puzzle file row, or the suite goal's id
+    spec: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.check not in CHECKS:
             raise ValueError(f"unknown check {self.check!r}; known: {', '.join(CHECKS)}")
         if self.check != "game24" and self.answer is None:
             raise ValueError(f"a {self.check} check needs the expected answer: {self.goal!r}")
+        if self.check == "goal":
+            Check.from_dict(self.spec or {})  # a bad spec fails here, not in the middle of a trial
 
     def reward(self, reply: str | None) -> float:
         """1.0 when the reply's final answer is right, else 0.0."""
@@ -64,6 +70,8 @@ class HeldoutTask:
                 return 0.0
             numbers = [int(x) for x in m.group(1).split()]
             return 1.0 if check_expression(answer_expression(answer), numbers) else 0.0
+        if self.check == "goal":
+            return 1.0 if Check.from_dict(self.spec or {}).passes(answer, self.answer or "") else 0.0
         return 1.0 if matches(Matcher(kind=self.check), answer, self.answer, self.goal) else 0.0  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +79,12 @@ class HeldoutTask:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> HeldoutTask:
-        return cls(d["goal"], d.get("answer"), d.get("check", "numeric"), d.get("origin", ""))
+        return cls(d["goal"], d.get("answer"), d.get("check", "numeric"), d.get("origin", ""), d.get("spec"))
+
+
+def goal_task(goal: Goal) -> HeldoutTask:
+    """A goal of the suite as a task, checked by the suite's own verifier."""
+    return HeldoutTask(goal.text, goal.answer, "goal", goal.id, goal.check.to_dict())
 
 
 def game24_task(numbers: Sequence[int], origin: str = "") -> HeldoutTask:

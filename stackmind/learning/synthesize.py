@@ -28,6 +28,7 @@ One round (`synthesize_round`), top to bottom:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -40,15 +41,18 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from stackmind.learning.grounding import AgentTrial, Grounding, HeldoutTask, Trial, ground
+from stackmind.learning.grounding import AgentTrial, Grounding, HeldoutTask, Trial, goal_task, ground
 from stackmind.policies.fast import Embed, minilm_embed
 from stackmind.policies.library import BUILTIN_TOOLS, PolicyLibrary, check, default_policy_dirs, load_lenient
 from stackmind.policies.parser import FileProblems, Problem, parse_policy
 from stackmind.policies.review import PolicyStore, learned_dir
 from stackmind.policies.schema import Policy
 from stackmind.settings import Settings
+from stackmind.tasks.goals import Goal, GoalError, load_goals
 from stackmind.trace import Episode
 from stackmind.value.hindsight import label_episode
+from stackmind.value.labels import Label
+from stackmind.value.model import ValueModel, ValueModelError, current_version
 from stackmind.value.rpe import load_rpe, rpe_records
 
 ProgressFn = Callable[[str], None]
@@ -122,17 +126,21 @@ def load_episodes(dirs: Iterable[Path], notes: list[str] | None = None) -> list[
 
 def surprises(settings: Settings, episodes: Sequence[Episode], min_abs_rpe: float,
               skip: set[str] = frozenset()) -> list[Surprise]:  # type: ignore[assignment]
-    """High-|RPE| steps of ``episodes``: from the RPE log where it has them, else from hindsight."""
+    """High-|RPE| steps of ``episodes``: from the RPE log where it has them, else from hindsight (the
+    value each step was given when it ran; for a step recorded without one, the current value
+    model's prediction, when there is a value model)."""
     by_id = {ep.id: ep for ep in episodes if ep.id not in skip}
     logged: dict[str, list[tuple[str, float, float, str]]] = {}
     for r in load_rpe(settings):
         if r.episode in by_id:
             logged.setdefault(r.episode, []).append((r.thought, r.predicted, r.achieved, "rpe-log"))
+    unlogged = {eid: label_episode(ep) for eid, ep in by_id.items() if eid not in logged}
+    _predict_missing(settings, [lab for labels in unlogged.values() for lab in labels])
     out: list[Surprise] = []
     for eid, ep in by_id.items():
         rows = logged.get(eid)
         if rows is None:
-            rows = [(r.thought, r.predicted, r.achieved, "hindsight") for r in rpe_records(label_episode(ep))]
+            rows = [(r.thought, r.predicted, r.achieved, "hindsight") for r in rpe_records(unlogged[eid])]
         seen: set[str] = set()
         for thought, predicted, achieved, source in rows:
             if abs(achieved - predicted) < min_abs_rpe or thought in seen:
@@ -141,6 +149,22 @@ def surprises(settings: Settings, episodes: Sequence[Episode], min_abs_rpe: floa
             index = next((i for i, s in enumerate(ep.steps) if s.thought.strip() == thought.strip()), None)
             out.append(Surprise(ep, index, thought, predicted, achieved, source))
     return out
+
+
+def _predict_missing(settings: Settings, labels: Sequence[Label]) -> None:
+    """Give return-to-go labels whose step carried no predicted value the current value model's."""
+    missing = [lab for lab in labels if lab.predicted is None and lab.kind == "return_to_go"]
+    if not missing:
+        return
+    version = current_version(settings)
+    if version is None:
+        return
+    try:
+        model = ValueModel.load(settings, version)
+    except ValueModelError:
+        return
+    for lab, v in zip(missing, model.predict(missing), strict=True):
+        lab.predicted = float(v)
 
 
 # ---- 2. clusters ------------------------------------------------------------------------------
@@ -232,15 +256,35 @@ _G24_GOAL = re.compile(r"^Use [\d ]+ once each with \+ - \* / to make 24\.$")
 
 
 def task_of(ep: Episode) -> HeldoutTask | None:
-    """A held-out task from an episode: the exact verifier where the kind has one (Game of 24),
-    else the answer of a successful episode with a numeric or text matcher."""
+    """A held-out task from an episode: the exact verifier where the kind has one (Game of 24, a goal
+    of the suite, whatever the episode's outcome), else the answer of a successful episode with a
+    numeric or text matcher."""
     if _G24_GOAL.match(ep.goal.strip()):
         return HeldoutTask(ep.goal.strip(), ep.answer, "game24", ep.id)
+    goal = suite_goal(ep)
+    if goal is not None:
+        return goal_task(goal)
     if (ep.reward or 0.0) >= 1.0 and ep.answer is not None:
         answer = str(ep.answer).strip()
         numeric = re.fullmatch(r"-?\d+(?:\.\d+)?(?:/\d+)?", answer.replace(",", "")) is not None
         return HeldoutTask(ep.goal.strip(), answer, "numeric" if numeric else "contains", ep.id)
     return None
+
+
+def suite_goal(ep: Episode) -> Goal | None:
+    """The goal of the suite an episode ran (its ``meta.goal_id``, as `bench goals` and `learn` record)."""
+    goal_id, family = ep.meta.get("goal_id"), ep.meta.get("family")
+    if not isinstance(goal_id, str) or not isinstance(family, str):
+        return None
+    try:
+        return _suite(family).get(goal_id)
+    except GoalError:
+        return None
+
+
+@functools.cache
+def _suite(family: str) -> dict[str, Goal]:
+    return {g.id: g for g in load_goals(family)}
 
 
 def evidence(c: Cluster, config: SynthesisConfig, extra_tasks: TaskSource | None = None) -> Evidence | str:
@@ -348,8 +392,12 @@ def _one_line(text: str) -> str:
 
 
 def _match_for(task: HeldoutTask | None) -> dict[str, Any] | None:
+    """How a policy example's answer is matched: the task's matcher (a suite goal's numeric check stays
+    numeric; its other checks match the exact answer)."""
     if task is None or task.check == "game24":
         return None
+    if task.check == "goal":
+        return {"kind": "numeric" if (task.spec or {}).get("kind") == "numeric" else "exact"}
     return {"kind": task.check}
 
 

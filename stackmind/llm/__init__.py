@@ -40,6 +40,7 @@ def load_backend(settings: Settings) -> Backend:
             settings.openai_base_url, settings.model, api_key=key, concurrency=settings.openai_concurrency,
             timeout_s=settings.openai_timeout_s, retries=settings.openai_retries,
             connect_timeout_s=settings.openai_connect_timeout_s, deadline_s=settings.openai_deadline_s,
+            adapter=settings.openai_adapter, adapter_refresh_s=settings.openai_adapter_refresh_s,
         )
     if settings.backend == "vllm":
         from stackmind.llm.embedded import ensure_model

@@ -6,7 +6,11 @@ lists go to ``/v1/chat/completions``, plain strings to ``/v1/completions``. A re
 server enforces it. With ``on_text`` a one-sample request streams (server-sent events). Connection errors,
 timeouts, 429 and 5xx are retried with exponential backoff; a server that stays down gives an
 `LLMError` that says where and what to check. A LoRA adapter is selected by name through the
-``model`` field, as vLLM serves adapters.
+``model`` field, as vLLM serves adapters. With ``adapter="served"`` (the default) the backend asks
+the server (``GET /v1/models``, at most every ``adapter_refresh_s``) for the newest adapter that
+`stackmind consolidate` hot-loaded there (``stackmind-vNNNN``) and sends its name, so every worker on
+that server answers with the promoted adapter as soon as it is loaded, with no restart and nothing
+shared but the server; ``adapter="none"`` asks for the base model, any other value names the model.
 
 Every wait is bounded: a connection within ``connect_timeout_s``, the answer's first byte within
 ``timeout_s``, and each request, all its tries and back-offs together, within ``deadline_s``; each
@@ -22,8 +26,10 @@ import concurrent.futures
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
@@ -34,6 +40,7 @@ from stackmind.stack import approx_tokens
 T = TypeVar("T")
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 log = logging.getLogger("stackmind.llm")
+SERVED_ADAPTER = re.compile(r"stackmind-v\d{4,}")  # the names `consolidate.serving.hot_load` gives
 
 
 class OpenAIBackend:
@@ -49,6 +56,8 @@ class OpenAIBackend:
         backoff_s: float = 0.5,
         connect_timeout_s: float = 10.0,
         deadline_s: float = 120.0,
+        adapter: str = "served",
+        adapter_refresh_s: float = 30.0,
     ) -> None:
         base = base_url.rstrip("/")
         self.base_url = base if base.endswith("/v1") else base + "/v1"
@@ -61,6 +70,9 @@ class OpenAIBackend:
         self.backoff_s = backoff_s
         self.connect_timeout_s = connect_timeout_s
         self.deadline_s = deadline_s
+        self.adapter = adapter
+        self.adapter_refresh_s = adapter_refresh_s
+        self._served: tuple[float, str | None] | None = None  # (checked at, the adapter's name)
 
     def count_tokens(self, text: str) -> int:
         return approx_tokens(text)
@@ -73,7 +85,35 @@ class OpenAIBackend:
         timeout = httpx.Timeout(self.timeout_s, connect=self.connect_timeout_s, pool=self.deadline_s)
         async with httpx.AsyncClient(headers=self._headers, timeout=timeout, limits=limits) as client:
             sem = asyncio.Semaphore(self.concurrency)
+            if request.adapter is None:
+                model = await self.model_for(client)
+                if model != self.model:
+                    request = replace(request, adapter=model)
             return list(await asyncio.gather(*(self._one(client, sem, p, request) for p in request.prompts)))
+
+    async def model_for(self, client: httpx.AsyncClient) -> str:
+        """The model name to ask for: the adapter setting's choice (see the module's doc)."""
+        if self.adapter == "none":
+            return self.model
+        if self.adapter != "served":
+            return self.adapter
+        now = time.monotonic()
+        if self._served is None or now - self._served[0] >= self.adapter_refresh_s:
+            self._served = (now, await self._newest_adapter(client))
+        return self._served[1] or self.model
+
+    async def _newest_adapter(self, client: httpx.AsyncClient) -> str | None:
+        url = self.base_url + "/models"
+        try:
+            r = await client.get(url, timeout=self.connect_timeout_s)
+            ids = [str(m.get("id", "")) for m in r.json().get("data", [])] if r.status_code < 400 else []
+        except (httpx.HTTPError, ValueError, AttributeError) as e:
+            log.warning("%s: could not list the served models (%s); asking for %s", url, e, self.model)
+            return None
+        ours = sorted(i for i in ids if SERVED_ADAPTER.fullmatch(i))
+        if ours and (self._served is None or self._served[1] != ours[-1]):
+            log.info("%s serves adapter %s: requests now ask for it", self.base_url, ours[-1])
+        return ours[-1] if ours else None
 
     async def _one(self, client: httpx.AsyncClient, sem: asyncio.Semaphore, prompt: Prompt,
                    request: Request) -> Completion:

@@ -11,7 +11,7 @@ One `LlamaCppBackend` decodes every request in flight together (continuous batch
 - ``POST /v1/load_lora_adapter`` ``{"lora_name", "lora_path"}`` and ``POST /v1/unload_lora_adapter``
   (vLLM's endpoints): a peft adapter folder is converted to GGUF (`stackmind.llm.lora_gguf`) and
   loaded without a restart: requests running on the old one finish first (`LlamaCppBackend`);
-- ``GET /v1/models`` and ``GET /health``.
+- ``GET /v1/models`` and ``GET /health`` (which also counts the requests made of each model name).
 """
 
 from __future__ import annotations
@@ -38,9 +38,11 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def create_app(backend: LlamaCppBackend, served_name: str) -> Starlette:
     """The ASGI app over one backend; ``served_name`` is the base model's name in requests."""
+    asked: dict[str, int] = {}  # requests per model name (the base or an adapter), for /health
 
     def request_of(body: dict[str, Any], prompt: Any, on_text: Any = None) -> Request:
         model = body.get("model") or served_name
+        asked[model] = asked.get(model, 0) + 1
         grammar = body.get("grammar") or (body.get("structured_outputs") or {}).get("grammar")
         stop = body.get("stop") or ()
         return Request(
@@ -144,7 +146,8 @@ def create_app(backend: LlamaCppBackend, served_name: str) -> Starlette:
         return JSONResponse({"object": "list", "data": data})
 
     async def health(_http: HTTPRequest) -> Response:
-        return JSONResponse({"status": "ok", "model": served_name, "adapters": sorted(backend.adapters())})
+        return JSONResponse({"status": "ok", "model": served_name, "adapters": sorted(backend.adapters()),
+                             "requests": dict(asked)})
 
     return Starlette(routes=[
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),

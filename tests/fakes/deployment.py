@@ -109,7 +109,7 @@ class Deployment:
             "STACKMIND_DATABASE_URL": self.database_url, "STACKMIND_CHROMA_URL": self.chroma_url,
             "STACKMIND_CHROMA_DATABASE": self.chroma_database,
             "STACKMIND_BACKEND": "openai", "STACKMIND_OPENAI_BASE_URL": self.model_url,
-            "STACKMIND_OPENAI_TIMEOUT_S": "600",
+            "STACKMIND_OPENAI_TIMEOUT_S": "600", "STACKMIND_OPENAI_ADAPTER_REFRESH_S": "2",
             **self.chat, **extra,
         })
         for var in ("STACKMIND_CACHE", "STACKMIND_TEST_CACHE"):

@@ -2,11 +2,12 @@
 embedded model, two `stackmind telegram` webhook worker processes behind the fake Bot API's round-robin,
 then `stackmind consolidate` in a third process while the workers keep answering.
 
-CI size: 6 users x 4 messages (STACKMIND_DEPLOY_USERS / STACKMIND_DEPLOY_MESSAGES for the full
+CI size: 4 users x 3 messages (STACKMIND_DEPLOY_USERS / STACKMIND_DEPLOY_MESSAGES for the full
 20 x 50). Asserted: nothing lost (every message on its chat's stack once, every turn's reply delivered),
 every reply in its own chat answering that chat's message, each chat's turns in order, both workers
 answered turns, no user's memories reaching another, and after consolidation the model server
-reports the promoted adapter loaded and a message sent meanwhile is answered.
+reports the promoted adapter loaded, a message sent meanwhile is answered, and the workers' next
+requests ask for the new adapter (they find it on the server: nothing else is shared).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import pytest
 from fakes.deployment import Deployment, summary
 from fakes.servers import ChromaServer, PostgresServer
 
-USERS = [5000 + i for i in range(int(os.environ.get("STACKMIND_DEPLOY_USERS", "6")))]
-MESSAGES = int(os.environ.get("STACKMIND_DEPLOY_MESSAGES", "4"))
+USERS = [5000 + i for i in range(int(os.environ.get("STACKMIND_DEPLOY_USERS", "4")))]
+MESSAGES = int(os.environ.get("STACKMIND_DEPLOY_MESSAGES", "3"))
 # a 2-3 step LoRA run that promotes (tests/consolidate/test_run.py)
 TINY_TRAINING = {
     "STACKMIND_CONSOLIDATE_LEARNING_RATE": "3e-3", "STACKMIND_CONSOLIDATE_RANK": "8",
@@ -85,5 +86,7 @@ def test_two_workers_share_one_bot_and_consolidation_hot_loads_while_they_answer
         assert record["served"] in [m["id"] for m in models]  # the model server hot-loaded it
         after = d.send_round(1, tag="after")
         d.wait_answered({u: during[u] + after[u] for u in USERS}, timeout=300)
+        asked = httpx.get(d.model_url.removesuffix("/v1") + "/health", timeout=10).json()["requests"]
+        assert asked.get(record["served"], 0) >= len(USERS), asked  # the workers answer with the new adapter
         assert all(w.alive() for w in d.workers)
     print("\nDEPLOY " + json.dumps({**figures, "workers": by_worker}))

@@ -166,12 +166,27 @@ class _Scripted(http.server.ThreadingHTTPServer):
         self.fail, self.status = fail, status
         self.seen: list[dict] = []
         self.inflight = self.max_inflight = 0
+        self.models: list[str] | None = None  # what GET /v1/models lists (None: 404, as some servers)
+        self.model_lists = 0
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Scripted
+
+    def do_GET(self) -> None:  # noqa: N802
+        srv = self.server
+        srv.model_lists += 1
+        if self.path != "/v1/models" or srv.models is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        payload = json.dumps({"data": [{"id": m, "object": "model"} for m in srv.models]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -232,6 +247,30 @@ def test_concurrency_limit_adapter_and_key(scripted: _Scripted) -> None:
     assert {s["model"] for s in scripted.seen} == {"v0003"}
     assert {s["auth"] for s in scripted.seen} == {"Bearer sk-test"}
     assert gen.usage.completion_tokens == 24
+
+
+def test_asks_for_the_newest_adapter_the_server_serves(scripted: _Scripted) -> None:
+    """A worker picks up the adapter consolidation hot-loaded into its server, with no restart."""
+    backend = OpenAIBackend(_url(scripted), "base", adapter_refresh_s=0.0)
+    llm = LLM(backend)
+    ask = [[{"role": "user", "content": "abc"}]]
+    llm.generate(ask)  # the server lists nothing (404): the base model
+    scripted.models = ["base", "other-lora"]
+    llm.generate(ask)  # only adapters of ours count
+    scripted.models = ["base", "stackmind-v0001", "stackmind-v0012", "stackmind-v0002"]
+    llm.generate(ask)
+    llm.generate(ask, adapter="stackmind-v0001")  # a request that names one keeps it (the gate does)
+    assert [s["model"] for s in scripted.seen] == ["base", "base", "stackmind-v0012", "stackmind-v0001"]
+
+    backend.adapter_refresh_s = 3600.0
+    scripted.models = ["base", "stackmind-v0013"]
+    llm.generate(ask)  # within the refresh interval: no new listing
+    assert scripted.seen[-1]["model"] == "stackmind-v0012"
+    lists = scripted.model_lists
+    LLM(OpenAIBackend(_url(scripted), "base", adapter="none")).generate(ask)
+    LLM(OpenAIBackend(_url(scripted), "base", adapter="mine")).generate(ask)
+    assert [s["model"] for s in scripted.seen[-2:]] == ["base", "mine"]
+    assert scripted.model_lists == lists  # neither asked the server what it serves
 
 
 @pytest.mark.parametrize("scripted", [(99, 400)], indirect=True)

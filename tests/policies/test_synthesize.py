@@ -226,6 +226,30 @@ def test_grounding_roi_and_tasks() -> None:
     assert HeldoutTask.from_dict(g24.to_dict()) == g24
 
 
+def test_a_suite_goal_is_a_task_with_its_own_verifier_whatever_the_episode_s_outcome() -> None:
+    """An episode of the goal suite (as `bench goals` and `learn` record it) grounds with the suite's
+    verifier, so a failed practice attempt is a held-out task too; its policy examples match alike."""
+    from stackmind.learning.grounding import goal_task
+    from stackmind.learning.synthesize import _match_for, task_of
+    from stackmind.tasks.goals import load_goals
+    from stackmind.trace import Episode
+
+    date = next(g for g in load_goals("dates") if g.check.kind == "date")
+    failed = Episode(goal=date.text, answer="1999-01-01", reward=0.0, meta={"goal_id": date.id, "family": "dates"})
+    task = task_of(failed)
+    assert task == goal_task(date) and task.check == "goal" and task.origin == date.id
+    assert task.reward(f"Final answer: {date.answer}") == 1.0 and task.reward("Final answer: 1999-01-01") == 0.0
+    assert HeldoutTask.from_dict(task.to_dict()) == task
+    assert _match_for(task) == {"kind": "exact"}
+    number = next(g for g in load_goals("lists", "dev") if g.check.kind == "numeric")
+    assert _match_for(goal_task(number)) == {"kind": "numeric"}
+    # not of the suite (or an unknown id): as before, only a success with its answer is a task
+    assert task_of(Episode(goal="What is 2 + 2?", answer="5", reward=0.0)) is None
+    assert task_of(Episode(goal="x", answer="4", reward=0.0, meta={"goal_id": "lists-dev-999", "family": "lists"})) is None
+    with pytest.raises(Exception, match="check kind"):
+        HeldoutTask("g", "a", "goal", spec={"kind": "nonsense"})
+
+
 def test_consolidation_reads_learned_policies(settings: Settings) -> None:
     from stackmind.consolidate.config import ConsolidateConfig
     from stackmind.consolidate.run import _with_learned_policies
