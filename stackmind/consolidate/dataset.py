@@ -32,7 +32,7 @@ from typing import Any
 from stackmind.consolidate.config import ConsolidateConfig
 from stackmind.llm.base import Message
 from stackmind.settings import Settings
-from stackmind.stepformat import FormatError, StepFormat
+from stackmind.stepformat import Action, FormatError, StepFormat
 from stackmind.storage import read_stored_episodes
 from stackmind.tools import default_tools
 from stackmind.tools.invocation import find_invocations
@@ -155,6 +155,38 @@ def response_step(response: str, fmt: StepFormat) -> str | None:
     return None
 
 
+def response_trajectory(response: str, fmt: StepFormat) -> list[Step] | None:
+    """A policy example's response written as a worked trajectory (each step's reply, the
+    ``Observation:`` line its action got, ..., then the final answer) as the steps it stands for;
+    None when it is not one (no observation line, or a part that is not a step of the format)."""
+    lines = response.strip().splitlines()
+    if not any(line.lstrip().startswith("Observation:") for line in lines):
+        return None
+    steps: list[Step] = []
+    part: list[str] = []
+    for line in lines:
+        if not line.lstrip().startswith("Observation:"):
+            part.append(line)
+            continue
+        reply = "\n".join(part).strip()
+        try:
+            step = fmt.parse(reply)
+        except FormatError:
+            return None
+        if not isinstance(step, Action):
+            return None
+        steps.append(Step(thought=reply, action=step.call.text, observation=line.split(":", 1)[1].strip()))
+        part = []
+    tail = "\n".join(part).strip()
+    if tail:
+        try:
+            fmt.parse(tail)
+        except FormatError:
+            return None
+        steps.append(Step(thought=tail))
+    return steps
+
+
 def trajectory_examples(episodes: Iterable[Episode], settings: Settings, config: ConsolidateConfig) -> Iterator[Example]:
     """Successful episodes (reward >= min_reward; a guided trace without a reward counts as good), one
     example per step."""
@@ -193,6 +225,13 @@ def policy_examples(settings: Settings, config: ConsolidateConfig) -> tuple[list
         if slow is None or slow.weight <= 0:
             continue
         for i, ex in enumerate(policy.examples):
+            steps = None if ex.state.strip() else response_trajectory(ex.response, fmt)
+            if steps:  # a worked trajectory: one example per step, each on the stack that step saw
+                worked = Episode(goal=ex.prompt(), steps=steps, kind="guided")
+                out += [Example([*prompt, {"role": "assistant", "content": completion}], "policy", policy.name,
+                                slow.weight, heldout=ex.split == "heldout")
+                        for prompt, completion in fmt.examples(worked, budget_tokens=settings.render_budget_tokens)]
+                continue
             reply = response_step(ex.response, fmt)
             if reply is None:
                 problems.append(f"{policy.source or policy.name}: examples[{i}].response is not a step of the "

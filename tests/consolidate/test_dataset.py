@@ -83,3 +83,51 @@ def test_a_broken_trace_is_reported_not_fatal(settings: Settings, config: Consol
     ds, problems = build_dataset(settings, config, trained_keys=set(), replay_pool=[])
     assert ds.counts["new_episode"] == 1
     assert len(problems) == 1 and "bad.trace.yaml:" in problems[0]
+
+
+WORKED_POLICY = """\
+name: days_with_datetime
+description: Compute calendar questions with datetime.
+parameters:
+  - name: problem
+    description: the question
+subgoal: "Compute it with @python: {problem}"
+motivation:
+  - state: "[goal] 3 October 2031 is which day of its year?"
+    error: the day was counted in the head
+    aim: improve
+    target: day of the year
+training: {slow: {weight: 1.0}}
+examples:
+  - goal: "3 October 2031 is which day of its year? Answer with the number."
+    response: |
+      Thought: Compute it with datetime.
+      Action: @python(from datetime import date; print(date(2031, 10, 3).timetuple().tm_yday))
+      Observation: 276
+      Final answer: 276
+    answer: "276"
+  - goal: "What is 6 * 7?"
+    response: "Final answer: 42"
+    answer: "42"
+"""
+
+
+def test_a_policy_example_written_as_a_worked_trajectory_trains_each_step_on_the_stack_it_saw(
+        settings: Settings, tmp_path: Path) -> None:
+    """A slow example whose response is several steps becomes one example per step: the action on the
+    goal alone, the answer only after the observation is on the stack. Crammed into one reply (as
+    before), it taught the model to answer at once with the example's answer, observation invented."""
+    from stackmind.consolidate.dataset import policy_examples
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "days.policy.yaml").write_text(WORKED_POLICY)
+    examples, problems = policy_examples(settings, ConsolidateConfig(policies_dirs=[tmp_path / "p"]))
+    assert not problems
+    act, answer, direct = examples
+    assert act.target == ("Thought: Compute it with datetime.\n"
+                          "Action: @python(from datetime import date; print(date(2031, 10, 3).timetuple().tm_yday))")
+    assert "276" not in act.prompt[-1]["content"]  # the answer is nowhere before the program ran
+    assert answer.target == "Final answer: 276" and answer.prompt[-1]["content"].startswith("Observation: 276")
+    assert direct.target == "Final answer: 42"  # a one-step response stays one example
+    assert all("Observation:" not in ex.target for ex in examples)
+    assert {ex.origin for ex in examples} == {"days_with_datetime"}
