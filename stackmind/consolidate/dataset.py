@@ -129,11 +129,12 @@ def step_format(settings: Settings, episode: Episode | None = None) -> StepForma
 
 
 def step_examples(episode: Episode, fmt: StepFormat, source: str, weight: float = 1.0,
-                  budget_tokens: int = 1536) -> list[Example]:
-    """An episode's steps as training examples (`StepFormat.examples`)."""
+                  budget_tokens: int = 1536, *, origin: str | None = None, heldout: bool = False) -> list[Example]:
+    """An episode's steps as training examples (`StepFormat.examples`); ``origin`` defaults to its id."""
     out = []
     for prompt, completion in fmt.examples(episode, budget_tokens=budget_tokens):
-        out.append(Example([*prompt, {"role": "assistant", "content": completion}], source, episode.id, weight))
+        out.append(Example([*prompt, {"role": "assistant", "content": completion}], source,
+                           origin or episode.id, weight, heldout=heldout))
     return out
 
 
@@ -227,10 +228,9 @@ def policy_examples(settings: Settings, config: ConsolidateConfig) -> tuple[list
         for i, ex in enumerate(policy.examples):
             steps = None if ex.state.strip() else response_trajectory(ex.response, fmt)
             if steps:  # a worked trajectory: one example per step, each on the stack that step saw
-                worked = Episode(goal=ex.prompt(), steps=steps, kind="guided")
-                out += [Example([*prompt, {"role": "assistant", "content": completion}], "policy", policy.name,
-                                slow.weight, heldout=ex.split == "heldout")
-                        for prompt, completion in fmt.examples(worked, budget_tokens=settings.render_budget_tokens)]
+                out += step_examples(Episode(goal=ex.prompt(), steps=steps, kind="guided"), fmt, "policy",
+                                     slow.weight, settings.render_budget_tokens, origin=policy.name,
+                                     heldout=ex.split == "heldout")
                 continue
             reply = response_step(ex.response, fmt)
             if reply is None:

@@ -17,6 +17,7 @@ import httpx
 
 from stackmind.consolidate.registry import AdapterRegistry, AdapterVersion, record_served
 from stackmind.errors import StackmindError
+from stackmind.llm.openai import ADAPTER_PREFIX
 from stackmind.settings import Settings
 
 
@@ -25,7 +26,8 @@ class HotLoadError(StackmindError, RuntimeError):
 
 
 def adapter_name(version: AdapterVersion) -> str:
-    return f"stackmind-{version.name}"
+    """The model name the adapter is served as (what the openai backend's ``adapter="served"`` finds)."""
+    return f"{ADAPTER_PREFIX}{version.name}"
 
 
 def _v1(base_url: str) -> str:

@@ -40,7 +40,8 @@ from stackmind.stack import approx_tokens
 T = TypeVar("T")
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 log = logging.getLogger("stackmind.llm")
-SERVED_ADAPTER = re.compile(r"stackmind-v\d{4,}")  # the names `consolidate.serving.hot_load` gives
+ADAPTER_PREFIX = "stackmind-"  # a hot-loaded adapter is served as stackmind-vNNNN (`consolidate.serving`)
+SERVED_ADAPTER = re.compile(re.escape(ADAPTER_PREFIX) + r"v(\d{4,})")
 
 
 class OpenAIBackend:
@@ -110,7 +111,8 @@ class OpenAIBackend:
         except (httpx.HTTPError, ValueError, AttributeError) as e:
             log.warning("%s: could not list the served models (%s); asking for %s", url, e, self.model)
             return None
-        ours = sorted(i for i in ids if SERVED_ADAPTER.fullmatch(i))
+        versions = {int(m[1]): i for i in ids if (m := SERVED_ADAPTER.fullmatch(i))}
+        ours = [versions[v] for v in sorted(versions)]
         if ours and (self._served is None or self._served[1] != ours[-1]):
             log.info("%s serves adapter %s: requests now ask for it", self.base_url, ours[-1])
         return ours[-1] if ours else None
