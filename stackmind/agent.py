@@ -85,6 +85,7 @@ class StepResult:
     ok: bool = True  # False when the action failed (a tool error, a bad invocation, a malformed reply)
     policy: bool = False  # the action invoked a learning policy (its result is already on the stack)
     substeps: list[Step] = field(default_factory=list)
+    resampled: int = 0  # times the step was sampled again because the token limit cut it
 
 
 @dataclass
@@ -314,6 +315,8 @@ class Agent:
                               meta={"depth": depth} if depth else {}))
             if not isinstance(result.step, Action | Thought | Final):
                 steps[-1].meta["format_error"] = True
+            if result.resampled:
+                steps[-1].meta["resampled"] = result.resampled
             failed = not result.ok
             if run.save is not None and depth == 0:
                 run.save()
@@ -340,15 +343,23 @@ class Agent:
         budget's ``last`` step may only be the final answer: a run ends with its best answer."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
-        gen = self.model().generate(
-            [fmt.messages(view, goal)], max_tokens=self.settings.max_new_tokens,
-            temperature=run.temperature, seed=run.seed, stop=STOP, grammar=fmt.grammar(thought_alone=thought_alone, final_only=last),
-            on_text=stream.feed if stream is not None else None,
-        )
-        result = self.act(gen.texts[0][0].strip(), run, depth=depth, fmt=fmt)
-        if result.step is None and gen.cut():  # the grammar held, the token limit ended it mid-step
-            result.observation = (f"that reply was cut at the step's limit of {self.settings.max_new_tokens} "
-                                  "tokens before it was one step: take a shorter step")
+        messages, grammar = fmt.messages(view, goal), fmt.grammar(thought_alone=thought_alone, final_only=last)
+        temperature, seed = run.temperature, run.seed
+        for attempt in range(self.settings.cut_resamples + 1):
+            gen = self.model().generate(
+                [messages], max_tokens=self.settings.max_new_tokens, temperature=temperature, seed=seed,
+                stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
+            result = self.act(gen.texts[0][0].strip(), run, depth=depth, fmt=fmt)
+            if result.step is not None or not gen.cut():
+                break
+            # The grammar held and the token limit ended the reply mid-step (at temperature 0 the same
+            # prompt would be cut the same way): sample the step again.
+            temperature = max(run.temperature, self.settings.vote_temperature)
+            seed = (run.seed or 0) * 7919 + attempt + 1
+        result.resampled = attempt
+        if result.step is None and gen.cut():
+            result.observation = (f"(the step ran past its {self.settings.max_new_tokens} tokens "
+                                  f"{attempt + 1} times and was dropped)")
         return result
 
     def act(self, reply: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None) -> StepResult:

@@ -103,28 +103,55 @@ def test_frames_are_valued_by_the_value_model_when_it_is_trusted(agent_run, monk
 
 
 class _CutBackend:
-    """A backend whose one reply the token limit cut inside its action (it says so, as llama.cpp does)."""
+    """A backend whose replies the token limit cuts inside their action (it says so, as llama.cpp does),
+    the first ``cut`` times it is asked; then it answers."""
 
     name = "cut"
+
+    def __init__(self, cut: int) -> None:
+        self.cut = cut
+        self.requests: list[object] = []
 
     def generate(self, request):  # type: ignore[no-untyped-def]
         from stackmind.llm.base import Completion
 
-        return [Completion(["Action: @python(print(sum(range("], 10, 8, finish_reasons=["length"])
+        self.requests.append(request)
+        if len(self.requests) <= self.cut:
+            return [Completion(["Action: @python(# add them\n# add them\n# add them"], 10, 8,
+                               finish_reasons=["length"]) for _ in request.prompts]
+        return [Completion(["Final answer: 499999500000"], 10, 8, finish_reasons=["stop"])
                 for _ in request.prompts]
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
 
 
-def test_a_reply_the_token_limit_cut_says_so(settings: Settings) -> None:
+def _cut_agent(settings: Settings, backend: _CutBackend) -> Agent:
     from stackmind.llm import LLM
 
-    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False}),
-                  llm=LLM(_CutBackend()), tools=default_tools(settings))
-    ep = agent.run("Add the numbers below a million.", max_steps=2)
+    return Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False,
+                                             "cut_resamples": 2}),
+                 llm=LLM(backend), tools=default_tools(settings))
+
+
+def test_a_step_the_token_limit_cut_is_sampled_again(settings: Settings) -> None:
+    backend = _CutBackend(cut=2)
+    ep = _cut_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
+    assert ep.answer == "499999500000" and len(ep.steps) == 1
+    assert ep.steps[0].meta.get("resampled") == 2 and not ep.steps[0].meta.get("format_error")
+    # the first try is greedy; a resample at temperature 0 would be cut the same way
+    temps = [r.temperature for r in backend.requests]  # type: ignore[attr-defined]
+    assert temps[0] == 0.0 and all(t > 0 for t in temps[1:])
+    assert len({r.seed for r in backend.requests}) == 3  # type: ignore[attr-defined]
+
+
+def test_a_step_cut_every_time_is_dropped_and_said_so(settings: Settings) -> None:
+    backend = _CutBackend(cut=100)
+    ep = _cut_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
     first = ep.steps[0]
-    assert first.meta.get("format_error") and "cut at the step's limit" in (first.observation or "")
+    assert first.meta.get("format_error") and first.meta.get("resampled") == 2
+    assert "ran past its" in (first.observation or "") and "3 times" in first.observation
+    assert len(backend.requests) == 6  # two steps, each tried three times
 
 
 class _ScriptedBackend:
