@@ -7,11 +7,13 @@ The code runs only inside the WebAssembly sandbox (`stackmind.sandbox`), never o
 default an episode keeps one interpreter (a session, in ``ctx.state["python_session"]``), so
 variables and imports carry over from one call to the next and a call costs milliseconds; the agent
 closes it with the episode. The observation is the guest's stdout, its stderr, and how the run
-ended when it did not end cleanly (a timeout, a memory limit, ...).
+ended when it did not end cleanly (a timeout, a memory limit, ...). A program with no ``print`` shows
+the value of its last line, as a notebook shows a cell's (`show_last_value`).
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 
@@ -33,6 +35,33 @@ def code_of(invocation: Invocation) -> str:
     if fenced:
         text = fenced.group(1)
     return textwrap.dedent(text).strip("\n")
+
+
+def show_last_value(code: str) -> str:
+    """``code`` so that, when it has no ``print`` at all, it prints the value of its last line: an
+    expression's value (unless None), or the name an assignment on that line sets. A small model
+    often ends its program with the result in a variable, sees an empty observation, and writes the
+    same program again. Only the source changes here (parsed, never run, on the host); line numbers
+    stay as they were."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return code  # the guest reports it, with its line
+    if not tree.body or any(isinstance(n, ast.Name) and n.id == "print" for n in ast.walk(tree)):
+        return code
+    last = tree.body[-1]
+    if isinstance(last, ast.Expr):
+        lines = [line.encode() for line in code.split("\n")]  # ast's columns count UTF-8 bytes
+        start, end = last.lineno - 1, (last.end_lineno or last.lineno) - 1
+        lines[end] = lines[end][:last.end_col_offset] + b")" + lines[end][last.end_col_offset:]
+        lines[start] = lines[start][:last.col_offset] + b"__value__ = (" + lines[start][last.col_offset:]
+        return b"\n".join(lines).decode() + "\nif __value__ is not None:\n    print(__value__)"
+    targets = (last.targets if isinstance(last, ast.Assign)
+               else [last.target] if isinstance(last, ast.AugAssign | ast.AnnAssign) and last.value else [])
+    names = [t.id for t in targets if isinstance(t, ast.Name)]
+    if names and len(names) == len(targets):
+        return code + f"\nprint({names[-1]})"
+    return code
 
 
 class PythonTool:
@@ -65,7 +94,7 @@ class PythonTool:
         code = code_of(invocation)
         if not code.strip():
             raise ToolError("@python needs code to run: @python(print(17 * 23))")
-        result = self.run(code, ctx)
+        result = self.run(show_last_value(code), ctx)
         meta = result.to_dict()
         meta.pop("stdout")
         meta.pop("stderr")

@@ -7,7 +7,7 @@ import pytest
 from stackmind.sandbox import PythonSession
 from stackmind.settings import Settings
 from stackmind.tools import ToolContext, ToolError, ToolRegistry, first_invocation
-from stackmind.tools.python import PythonTool, code_of
+from stackmind.tools.python import PythonTool, code_of, show_last_value
 
 
 def inv(text: str):  # noqa: ANN201
@@ -26,6 +26,38 @@ def inv(text: str):  # noqa: ANN201
 ])
 def test_code_of(text: str, code: str) -> None:
     assert code_of(inv(text)) == code
+
+
+@pytest.mark.parametrize(("code", "shows"), [
+    ("x = 6 * 7", "x = 6 * 7\nprint(x)"),
+    ("total = 2\ntotal += 3", "total = 2\ntotal += 3\nprint(total)"),
+    ("x = 2\nx * 3  # the answer", "x = 2\n__value__ = (x * 3)  # the answer\nif __value__ is not None:\n    print(__value__)"),
+    ("a = 1; a + 1", "a = 1; __value__ = (a + 1)\nif __value__ is not None:\n    print(__value__)"),
+    ("(1 +\n 2)", "__value__ = ((1 +\n 2))\nif __value__ is not None:\n    print(__value__)"),
+])
+def test_a_program_that_prints_nothing_shows_its_last_value(code: str, shows: str) -> None:
+    assert show_last_value(code) == shows
+
+
+@pytest.mark.parametrize("code", [
+    "x = 1\nprint(x)",  # it prints: left as it is
+    "def f():\n    print(1)\nf()",
+    "a, b = 1, 2",  # no one name to show
+    "for i in range(3):\n    y = i",
+    "x = (1 +",  # a syntax error: the guest reports it
+    "import math",
+])
+def test_a_program_is_left_alone_when_there_is_no_last_value_to_show(code: str) -> None:
+    assert show_last_value(code) == code
+
+
+@pytest.mark.slow
+def test_the_last_value_shows_in_the_sandbox(settings: Settings) -> None:
+    ctx = ToolContext(settings=settings)
+    tool = PythonTool(session=False)
+    assert tool(inv("@python(houses = 660 / 4)"), ctx).text == "165.0"
+    assert tool(inv("@python(words = ['a', 'b']\nlen(words))"), ctx).text == "2"
+    assert tool(inv("@python(x = [3, 1]\nx.sort())"), ctx).text.startswith("[ok")  # None is not shown
 
 
 @pytest.mark.slow
