@@ -85,7 +85,7 @@ class StepResult:
     ok: bool = True  # False when the action failed (a tool error, a bad invocation, a malformed reply)
     policy: bool = False  # the action invoked a learning policy (its result is already on the stack)
     substeps: list[Step] = field(default_factory=list)
-    resampled: int = 0  # times the step was sampled again because the token limit cut it
+    resampled: list[str] = field(default_factory=list)  # why the step was sampled again, each time ("cut", "repeat")
 
 
 @dataclass
@@ -308,7 +308,7 @@ class Agent:
                 run.progress(f"{where}: thinking ...")
             result = self.step(view, goal, run, depth=depth, fmt=self._callable(run, stack.frames()),
                                thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)),
-                               last=i == max_steps - 1)
+                               last=i == max_steps - 1, previous=steps[-1].thought if steps else None)
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
                               observation=result.observation, view=view, substeps=result.substeps,
@@ -338,26 +338,39 @@ class Agent:
         return None
 
     def step(self, view: str, goal: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None,
-             thought_alone: bool = True, last: bool = False) -> StepResult:
+             thought_alone: bool = True, last: bool = False, previous: str | None = None) -> StepResult:
         """One step: ask the model (the grammar makes the reply one step), then act on it. The step
-        budget's ``last`` step may only be the final answer: a run ends with its best answer."""
+        budget's ``last`` step may only be the final answer: a run ends with its best answer. A reply
+        the token limit cut mid-step, or one word for word the ``previous`` step's, is sampled again
+        (`Settings.resamples`)."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         messages, grammar = fmt.messages(view, goal), fmt.grammar(thought_alone=thought_alone, final_only=last)
         temperature, seed = run.temperature, run.seed
-        for attempt in range(self.settings.cut_resamples + 1):
+        why: str | None = None
+        reasons: list[str] = []
+        for attempt in range(self.settings.resamples + 1):
+            if why is not None:
+                reasons.append(why)
+                # At temperature 0 the same prompt gives the same reply: sample the step.
+                temperature = max(run.temperature, self.settings.vote_temperature)
+                seed = (run.seed or 0) * 7919 + attempt
             gen = self.model().generate(
                 [messages], max_tokens=self.settings.max_new_tokens, temperature=temperature, seed=seed,
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
-            result = self.act(gen.texts[0][0].strip(), run, depth=depth, fmt=fmt)
-            if result.step is not None or not gen.cut():
+            reply = gen.texts[0][0].strip()
+            if reply == previous and not isinstance(_parsed(fmt, reply), Final):
+                why = "repeat"  # the same state again: decided before the call runs a second time
+                continue
+            result = self.act(reply, run, depth=depth, fmt=fmt)
+            why = "cut" if result.step is None and gen.cut() else None  # the grammar held, the limit cut it
+            if why is None:
                 break
-            # The grammar held and the token limit ended the reply mid-step (at temperature 0 the same
-            # prompt would be cut the same way): sample the step again.
-            temperature = max(run.temperature, self.settings.vote_temperature)
-            seed = (run.seed or 0) * 7919 + attempt + 1
-        result.resampled = attempt
-        if result.step is None and gen.cut():
+        else:
+            if why == "repeat":  # every sample was the step before: it is taken, as it is
+                result = self.act(reply, run, depth=depth, fmt=fmt)
+        result.resampled = reasons
+        if why == "cut":
             result.observation = (f"(the step ran past its {self.settings.max_new_tokens} tokens "
                                   f"{attempt + 1} times and was dropped)")
         return result
@@ -749,6 +762,13 @@ class _AnswerStream:
         if len(text) > self.sent:
             self.on_text(text[self.sent:])
             self.sent = len(text)
+
+
+def _parsed(fmt: StepFormat, reply: str) -> ParsedStep | None:
+    try:
+        return fmt.parse(reply)
+    except FormatError:
+        return None
 
 
 def _bare_thought(step: Step, fmt: StepFormat) -> bool:

@@ -110,9 +110,11 @@ class Settings(BaseSettings):
     max_steps: int = Field(6, ge=1, le=1000)
     max_new_tokens: int = Field(320, ge=1, le=32_768)  # one step: a program for @python can be long
     temperature: float = Field(0.0, ge=0, le=5)
-    # A step the token limit cut before it was one step is sampled again (at vote_temperature) this
-    # many times before the loop goes on without it: a small model's long program repeats its comments.
-    cut_resamples: int = Field(2, ge=0, le=16)
+    # A step the token limit cut before it was one step, or one that repeats the step before it word
+    # for word (greedy decoding's fixed point: the same state again), is sampled again at
+    # vote_temperature, at most this many times: a small model's long program repeats its comments,
+    # and after a failed call it often writes the same call again.
+    resamples: int = Field(2, ge=0, le=16)
     render_budget_tokens: int = Field(1536, ge=16, le=1_000_000)
     demos: int = Field(2, ge=0, le=16)  # worked examples of similar goals pushed before the first step (stackmind.demos: by kind of goal, a second only when about as close)
     demos_from_episodes: bool = True  # the agent's own solved episodes are demonstrations too (not in benchmarks)

@@ -130,7 +130,7 @@ def _cut_agent(settings: Settings, backend: _CutBackend) -> Agent:
     from stackmind.llm import LLM
 
     return Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False,
-                                             "cut_resamples": 2}),
+                                             "resamples": 2}),
                  llm=LLM(backend), tools=default_tools(settings))
 
 
@@ -138,7 +138,7 @@ def test_a_step_the_token_limit_cut_is_sampled_again(settings: Settings) -> None
     backend = _CutBackend(cut=2)
     ep = _cut_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
     assert ep.answer == "499999500000" and len(ep.steps) == 1
-    assert ep.steps[0].meta.get("resampled") == 2 and not ep.steps[0].meta.get("format_error")
+    assert ep.steps[0].meta.get("resampled") == ["cut", "cut"] and not ep.steps[0].meta.get("format_error")
     # the first try is greedy; a resample at temperature 0 would be cut the same way
     temps = [r.temperature for r in backend.requests]  # type: ignore[attr-defined]
     assert temps[0] == 0.0 and all(t > 0 for t in temps[1:])
@@ -149,9 +149,63 @@ def test_a_step_cut_every_time_is_dropped_and_said_so(settings: Settings) -> Non
     backend = _CutBackend(cut=100)
     ep = _cut_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
     first = ep.steps[0]
-    assert first.meta.get("format_error") and first.meta.get("resampled") == 2
+    assert first.meta.get("format_error") and first.meta.get("resampled") == ["cut", "cut"]
     assert "ran past its" in (first.observation or "") and "3 times" in first.observation
     assert len(backend.requests) == 6  # two steps, each tried three times
+
+
+class _RepeatingBackend:
+    """Greedy, it writes the same failing call again; sampled, it writes another step."""
+
+    name = "repeating"
+
+    def __init__(self) -> None:
+        self.requests: list[object] = []
+
+    def generate(self, request):  # type: ignore[no-untyped-def]
+        from stackmind.llm.base import Completion
+
+        self.requests.append(request)
+        text = ("Action: @python(print(undefined_name))" if request.temperature == 0
+                else "Action: @python(print(6 * 7))" if "42" not in str(request.prompts[0]) else "Final answer: 42")
+        return [Completion([text], 10, 8, finish_reasons=["stop"]) for _ in request.prompts]
+
+    def count_tokens(self, text: str) -> int:
+        return max(1, len(text) // 4)
+
+
+def test_a_step_that_repeats_the_last_one_is_sampled_again_before_it_runs(settings: Settings) -> None:
+    from stackmind.llm import LLM
+
+    backend = _RepeatingBackend()
+    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False,
+                                              "resamples": 2}), llm=LLM(backend), tools=default_tools(settings))
+    ep = agent.run("What is six times seven? Answer with the number.", max_steps=4)
+    assert ep.answer == "42"
+    first, second = ep.steps[0], ep.steps[1]
+    assert "NameError" in (first.observation or "") and not first.meta.get("resampled")
+    # the greedy repeat was not run again: the sampled step was
+    assert second.action == "@python(print(6 * 7))" and second.observation == "42"
+    assert second.meta.get("resampled") == ["repeat"]
+    assert [r.temperature for r in backend.requests][:3] == [0.0, 0.0, 0.7]  # type: ignore[attr-defined]
+
+
+def test_a_repeat_every_sample_makes_is_taken(settings: Settings) -> None:
+    from stackmind.llm import LLM
+
+    class Stuck(_RepeatingBackend):
+        def generate(self, request):  # type: ignore[no-untyped-def]
+            from stackmind.llm.base import Completion
+
+            self.requests.append(request)
+            return [Completion(["Action: @python(print(undefined_name))"], 10, 8, finish_reasons=["stop"])
+                    for _ in request.prompts]
+
+    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False,
+                                              "resamples": 1}), llm=LLM(Stuck()), tools=default_tools(settings))
+    ep = agent.run("What is six times seven? Answer with the number.", max_steps=2)
+    assert [s.meta.get("resampled") for s in ep.steps] == [None, ["repeat"]]
+    assert all("NameError" in (s.observation or "") for s in ep.steps)
 
 
 class _ScriptedBackend:
