@@ -159,6 +159,13 @@ class Agent:
             self.llm = load_llm(self.settings)
         return self.llm
 
+    def warm(self) -> None:
+        """Load now what a first step would wait for: the model, and the demonstrations with their
+        vectors (the embedder), so that a chat's first reply does not pay for them."""
+        self.model()
+        if self.settings.demos > 0:
+            self.demo_library(self.step_format()).select("warm", 1)
+
     def stack(self, name: str) -> Stack:
         assert self.store is not None
         return Stack(self.store, name, self.model().count_tokens)

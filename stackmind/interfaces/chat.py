@@ -140,6 +140,9 @@ class Conversations:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     async def start(self) -> Conversations:
+        """Ready to answer: the model and what a first step needs are loaded (`Agent.warm`)."""
+        if not self._started:
+            await asyncio.to_thread(self.agent.warm)
         self._started = True
         return self
 

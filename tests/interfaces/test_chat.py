@@ -46,6 +46,16 @@ def test_chats_are_batched_and_each_reply_lands_in_its_own_chat(settings: Settin
 
 
 @pytest.mark.slow
+def test_a_chat_is_warm_before_its_first_message(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
+    async def main() -> Conversations:
+        async with Conversations(settings, embedded_llm, config=TINY) as conv:
+            return conv
+
+    conv = asyncio.run(main())
+    assert conv.agent.demos is not None and conv.agent.demos._vectors is not None  # embedder loaded, demos embedded
+
+
+@pytest.mark.slow
 def test_a_burst_is_answered_together_and_nothing_is_lost(settings: Settings, embedded_llm) -> None:  # noqa: ANN001
     async def main() -> list:
         async with Conversations(settings, embedded_llm, config=TINY) as conv:
