@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -315,7 +315,7 @@ class Agent:
                 run.progress(f"{where}: thinking ...")
             result = self.step(view, goal, run, depth=depth, fmt=self._callable(run, stack.frames()),
                                thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)),
-                               last=i == max_steps - 1, previous=steps[-1].thought if steps else None)
+                               last=i == max_steps - 1, taken={s.thought for s in steps})
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
                               observation=result.observation, view=view, substeps=result.substeps,
@@ -345,11 +345,11 @@ class Agent:
         return None
 
     def step(self, view: str, goal: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None,
-             thought_alone: bool = True, last: bool = False, previous: str | None = None) -> StepResult:
+             thought_alone: bool = True, last: bool = False, taken: Collection[str] = ()) -> StepResult:
         """One step: ask the model (the grammar makes the reply one step), then act on it. The step
         budget's ``last`` step may only be the final answer: a run ends with its best answer. A reply
-        the token limit cut mid-step, or one word for word the ``previous`` step's, is sampled again
-        (`Settings.resamples`)."""
+        the token limit cut mid-step, or one word for word a step already ``taken`` on this goal (the
+        same call again observes the same), is sampled again (`Settings.resamples`)."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         messages, grammar = fmt.messages(view, goal), fmt.grammar(thought_alone=thought_alone, final_only=last)
@@ -366,15 +366,15 @@ class Agent:
                 [messages], max_tokens=self.settings.max_new_tokens, temperature=temperature, seed=seed,
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
             reply = gen.texts[0][0].strip()
-            if reply == previous and not isinstance(_parsed(fmt, reply), Final):
-                why = "repeat"  # the same state again: decided before the call runs a second time
+            if reply in taken and not isinstance(_parsed(fmt, reply), Final):
+                why = "repeat"  # a step already taken: decided before its call runs again
                 continue
             result = self.act(reply, run, depth=depth, fmt=fmt)
             why = "cut" if result.step is None and gen.cut() else None  # the grammar held, the limit cut it
             if why is None:
                 break
         else:
-            if why == "repeat":  # every sample was the step before: it is taken, as it is
+            if why == "repeat":  # every sample was a step already taken: it is taken again, as it is
                 result = self.act(reply, run, depth=depth, fmt=fmt)
         result.resampled = reasons
         if why == "cut":

@@ -258,3 +258,15 @@ def test_an_answer_that_is_in_the_goal_or_the_examples_own_goal_is_not_a_copy(se
     assert ep.answer == "6336" and len(ep.steps) == 1
     agent = _demo_agent(settings, ["Final answer: 17"])
     assert agent.run("What is the zork of 29? Answer with the number.", max_steps=3).answer == "17"
+
+
+def test_any_step_already_taken_on_the_goal_is_sampled_again(settings: Settings) -> None:
+    from stackmind.llm import LLM
+
+    backend = _ScriptedBackend(["Action: @python(print(1))", "Action: @python(print(2))",
+                                "Action: @python(print(1))", "Final answer: 2"])
+    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False}),
+                  llm=LLM(backend), tools=default_tools(settings))
+    ep = agent.run("Print one, then two.", max_steps=4)
+    assert ep.answer == "2" and len(ep.steps) == 3
+    assert ep.steps[2].meta.get("resampled") == ["repeat"] and not backend.replies
