@@ -110,8 +110,8 @@ class Settings(BaseSettings):
     max_steps: int = Field(6, ge=1, le=1000)
     max_new_tokens: int = Field(320, ge=1, le=32_768)  # one step: a program for @python can be long
     temperature: float = Field(0.0, ge=0, le=5)
-    # A step the token limit cut before it was one step, or one that repeats the step before it word
-    # for word (greedy decoding's fixed point: the same state again), is sampled again at
+    # A step the token limit cut before it was one step, or one that repeats a step already taken on
+    # the goal word for word (greedy decoding's fixed point: the same state again), is sampled again at
     # vote_temperature, at most this many times: a small model's long program repeats its comments,
     # and after a failed call it often writes the same call again.
     resamples: int = Field(2, ge=0, le=16)
