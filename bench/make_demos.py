@@ -48,6 +48,14 @@ DEMOS: list[tuple[str, str, list[str]]] = [
       "keeps a link to the previous node, so it can be walked in both directions."]),
     ("chat-fact", "Who wrote the novel Pride and Prejudice?",
      ["Final answer: Jane Austen wrote Pride and Prejudice; it was published in 1813."]),
+    ("chat-fact-why", "What is the longest river in Africa, and why does it matter?",
+     ["Final answer: The Nile, about 6,650 km long. It matters because it brings water and fertile soil "
+      "to a desert: Egypt's farms, cities and history grew along its banks, and it still supplies most of "
+      "Egypt's water today."]),
+    ("chat-tips", "Give me three tips for staying focused while studying.",
+     ["Final answer: 1. Work in short blocks (say 25 minutes) with a real break after each one. "
+      "2. Put your phone in another room and close every tab you do not need. "
+      "3. Start each session by writing down the one thing you want to finish."]),
     ("arithmetic-product", "What is 4821 * 3907? Answer with the number.",
      ["Action: @python(print(4821 * 3907))"]),
     ("arithmetic-percent", "What is 35% of 6480? Answer with the number.",
