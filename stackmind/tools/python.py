@@ -45,8 +45,8 @@ def show_last_value(code: str) -> str:
     stay as they were."""
     try:
         tree = ast.parse(code)
-    except SyntaxError:
-        return code  # the guest reports it, with its line
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code  # the guest reports it (a syntax error, a null byte, nesting too deep)
     if not tree.body or any(isinstance(n, ast.Name) and n.id == "print" for n in ast.walk(tree)):
         return code
     last = tree.body[-1]
