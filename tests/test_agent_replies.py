@@ -126,17 +126,18 @@ class _CutBackend:
         return max(1, len(text) // 4)
 
 
-def _cut_agent(settings: Settings, backend: _CutBackend) -> Agent:
+def _plain_agent(settings: Settings, backend: object, resamples: int = 2) -> Agent:
+    """The loop alone on ``backend``: no demonstrations, memory, policies or learning."""
     from stackmind.llm import LLM
 
     return Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False,
-                                             "resamples": 2}),
-                 llm=LLM(backend), tools=default_tools(settings))
+                                             "resamples": resamples}),
+                 llm=LLM(backend), tools=default_tools(settings))  # type: ignore[arg-type]
 
 
 def test_a_step_the_token_limit_cut_is_sampled_again(settings: Settings) -> None:
     backend = _CutBackend(cut=2)
-    ep = _cut_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
+    ep = _plain_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
     assert ep.answer == "499999500000" and len(ep.steps) == 1
     assert ep.steps[0].meta.get("resampled") == ["cut", "cut"] and not ep.steps[0].meta.get("format_error")
     # the first try is greedy; a resample at temperature 0 would be cut the same way
@@ -147,7 +148,7 @@ def test_a_step_the_token_limit_cut_is_sampled_again(settings: Settings) -> None
 
 def test_a_step_cut_every_time_is_dropped_and_said_so(settings: Settings) -> None:
     backend = _CutBackend(cut=100)
-    ep = _cut_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
+    ep = _plain_agent(settings, backend).run("Add the numbers below a million.", max_steps=2)
     first = ep.steps[0]
     assert first.meta.get("format_error") and first.meta.get("resampled") == ["cut", "cut"]
     assert "ran past its" in (first.observation or "") and "3 times" in first.observation
@@ -175,12 +176,8 @@ class _RepeatingBackend:
 
 
 def test_a_step_that_repeats_the_last_one_is_sampled_again_before_it_runs(settings: Settings) -> None:
-    from stackmind.llm import LLM
-
     backend = _RepeatingBackend()
-    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False,
-                                              "resamples": 2}), llm=LLM(backend), tools=default_tools(settings))
-    ep = agent.run("What is six times seven? Answer with the number.", max_steps=4)
+    ep = _plain_agent(settings, backend).run("What is six times seven? Answer with the number.", max_steps=4)
     assert ep.answer == "42"
     first, second = ep.steps[0], ep.steps[1]
     assert "NameError" in (first.observation or "") and not first.meta.get("resampled")
@@ -191,8 +188,6 @@ def test_a_step_that_repeats_the_last_one_is_sampled_again_before_it_runs(settin
 
 
 def test_a_repeat_every_sample_makes_is_taken(settings: Settings) -> None:
-    from stackmind.llm import LLM
-
     class Stuck(_RepeatingBackend):
         def generate(self, request):  # type: ignore[no-untyped-def]
             from stackmind.llm.base import Completion
@@ -201,9 +196,7 @@ def test_a_repeat_every_sample_makes_is_taken(settings: Settings) -> None:
             return [Completion(["Action: @python(print(undefined_name))"], 10, 8, finish_reasons=["stop"])
                     for _ in request.prompts]
 
-    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False,
-                                              "resamples": 1}), llm=LLM(Stuck()), tools=default_tools(settings))
-    ep = agent.run("What is six times seven? Answer with the number.", max_steps=2)
+    ep = _plain_agent(settings, Stuck(), resamples=1).run("What is six times seven? Answer with the number.", max_steps=2)
     assert [s.meta.get("resampled") for s in ep.steps] == [None, ["repeat"]]
     assert all("NameError" in (s.observation or "") for s in ep.steps)
 
@@ -261,12 +254,8 @@ def test_an_answer_that_is_in_the_goal_or_the_examples_own_goal_is_not_a_copy(se
 
 
 def test_any_step_already_taken_on_the_goal_is_sampled_again(settings: Settings) -> None:
-    from stackmind.llm import LLM
-
     backend = _ScriptedBackend(["Action: @python(print(1))", "Action: @python(print(2))",
                                 "Action: @python(print(1))", "Final answer: 2"])
-    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False}),
-                  llm=LLM(backend), tools=default_tools(settings))
-    ep = agent.run("Print one, then two.", max_steps=4)
+    ep = _plain_agent(settings, backend).run("Print one, then two.", max_steps=4)
     assert ep.answer == "2" and len(ep.steps) == 3
     assert ep.steps[2].meta.get("resampled") == ["repeat"] and not backend.replies
