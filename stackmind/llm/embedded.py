@@ -120,7 +120,9 @@ def assemble_gguf(settings: Settings) -> Path:
 
     if verified():
         return target
-    with file_lock(settings.models_dir / ".assemble.lock"):  # flock: other processes and threads alike
+    # flock excludes other processes and threads alike. Not ensure_model's ".lock": it holds that one
+    # while it calls here, and a second flock on the same file from this process would wait forever.
+    with file_lock(settings.models_dir / ".assemble.lock"):
         if verified():  # assembled by whoever held the lock before
             return target
         return _assemble(target, stamp)
