@@ -57,75 +57,75 @@ DEMOS: list[tuple[str, str, list[str]]] = [
       "2. Put your phone in another room and close every tab you do not need. "
       "3. Start each session by writing down the one thing you want to finish."]),
     ("arithmetic-product", "What is 4821 * 3907? Answer with the number.",
-     ["Action: @python(print(4821 * 3907))"]),
+     ["Final answer: @python(print(4821 * 3907))"]),
     ("arithmetic-percent", "What is 35% of 6480? Answer with the number.",
-     ["Action: @python(print(6480 * 35 / 100))"]),
+     ["Final answer: @python(print(6480 * 35 / 100))"]),
     ("arithmetic-powmod", "What is 7^122 mod 45? Answer with the number.",
-     ["Action: @python(print(pow(7, 122, 45)))"]),
+     ["Final answer: @python(print(pow(7, 122, 45)))"]),
     ("arithmetic-sum", "Add 2381, 90412, 775 and 16034 together. Answer with the number.",
-     ["Action: @python(print(2381 + 90412 + 775 + 16034))"]),
+     ["Final answer: @python(print(2381 + 90412 + 775 + 16034))"]),
     ("arithmetic-divide", "Calculate 86142 divided by 3. Answer with the number.",
-     ["Action: @python(print(86142 / 3))"]),
+     ["Final answer: @python(print(86142 / 3))"]),
     ("word-shopping", "Lena buys 6 pencils at $1.25 each and 2 notebooks at $3.40 each. She pays with a $20 bill. "
      "How much change does she get, in dollars? Answer with the number.",
      ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
-      "Action: @python(# Lena buys 6 pencils at $1.25 each\npencils = 6 * 1.25\n"
+      "Final answer: @python(# Lena buys 6 pencils at $1.25 each\npencils = 6 * 1.25\n"
       "# and 2 notebooks at $3.40 each.\nnotebooks = 2 * 3.40\n# She pays with a $20 bill.\npaid = 20\n"
       "# How much change does she get?\nchange = paid - (pencils + notebooks)\nprint(round(change, 2)))"]),
     ("word-rates", "A machine fills 45 bottles a minute. It runs for 12 minutes, then a second machine of the same "
      "speed joins it for 8 more minutes. How many bottles are filled in total? Answer with the number.",
      ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
-      "Action: @python(# A machine fills 45 bottles a minute.\nrate = 45\n# It runs for 12 minutes,\n"
+      "Final answer: @python(# A machine fills 45 bottles a minute.\nrate = 45\n# It runs for 12 minutes,\n"
       "alone = rate * 12\n# then a second machine of the same speed joins it for 8 more minutes.\n"
       "together = 2 * rate * 8\n# How many bottles are filled in total?\nprint(alone + together))"]),
     ("strings-count", "How many times does the letter 's' appear in 'mississippi'? Answer with the number.",
-     ["Action: @python(print('mississippi'.count('s')))"]),
+     ["Final answer: @python(print('mississippi'.count('s')))"]),
     ("strings-reverse", "Write the word 'planet' backwards. Answer with the reversed word.",
-     ["Action: @python(print('planet'[::-1]))"]),
+     ["Final answer: @python(print('planet'[::-1]))"]),
     ("strings-sort", "Put the letters of 'orange' in alphabetical order. Answer with the letters as one word.",
-     ["Action: @python(print(''.join(sorted('orange'))))"]),
+     ["Final answer: @python(print(''.join(sorted('orange'))))"]),
     ("strings-title", "Capitalise the first letter of every word in 'a tale of two cities'. Answer with the new text.",
-     ["Action: @python(print(' '.join(w[0].upper() + w[1:] for w in 'a tale of two cities'.split())))"]),
+     ["Final answer: @python(print(' '.join(w[0].upper() + w[1:] for w in 'a tale of two cities'.split())))"]),
     ("strings-position", "Which letter is third in the word 'guitar'? Answer with the letter.",
-     ["Action: @python(print('guitar'[2]))"]),
+     ["Final answer: @python(print('guitar'[2]))"]),
     ("dates-weekday", "What day of the week was July 4, 2019? Answer with the day of the week.",
-     ["Action: @python(import datetime\nprint(datetime.date(2019, 7, 4).strftime('%A')))"]),
+     ["Final answer: @python(import datetime\nprint(datetime.date(2019, 7, 4).strftime('%A')))"]),
     ("dates-between", "How many days are there from February 3, 2021 to May 17, 2021? Answer with the number.",
-     ["Action: @python(import datetime\nprint((datetime.date(2021, 5, 17) - datetime.date(2021, 2, 3)).days))"]),
+     ["Final answer: @python(import datetime\nprint((datetime.date(2021, 5, 17) - datetime.date(2021, 2, 3)).days))"]),
     ("dates-add", "What is the date 45 days after 2010-06-20? Answer with the date as YYYY-MM-DD.",
-     ["Action: @python(import datetime\nprint(datetime.date(2010, 6, 20) + datetime.timedelta(days=45)))"]),
+     ["Final answer: @python(import datetime\nprint(datetime.date(2010, 6, 20) + datetime.timedelta(days=45)))"]),
     ("dates-leap", "Was 1900 a leap year? Answer yes or no.",
-     ["Action: @python(import calendar\nprint('yes' if calendar.isleap(1900) else 'no'))"]),
+     ["Final answer: @python(import calendar\nprint('yes' if calendar.isleap(1900) else 'no'))"]),
     ("lists-median", "What is the median of the numbers 12, 7, 31, 4, 18, 25? Answer with the number.",
-     ["Action: @python(import statistics\nprint(statistics.median([12, 7, 31, 4, 18, 25])))"]),
+     ["Final answer: @python(import statistics\nprint(statistics.median([12, 7, 31, 4, 18, 25])))"]),
     ("lists-above", "How many numbers in [3, 48, 17, 92, 55, 61, 8] are greater than 50? Answer with the number.",
-     ["Action: @python(print(sum(1 for x in [3, 48, 17, 92, 55, 61, 8] if x > 50)))"]),
+     ["Final answer: @python(print(sum(1 for x in [3, 48, 17, 92, 55, 61, 8] if x > 50)))"]),
     ("lists-sort", "Order these numbers from largest to smallest: 14, -2, 37, 9. Answer with the numbers separated "
-     "by commas.", ["Action: @python(print(', '.join(str(x) for x in sorted([14, -2, 37, 9], reverse=True))))"]),
+     "by commas.", ["Final answer: @python(print(', '.join(str(x) for x in sorted([14, -2, 37, 9], reverse=True))))"]),
     ("lists-count", "In the list red, blue, red, green, red, blue, how often does 'blue' occur? Answer with the number.",
-     ["Action: @python(items = 'red, blue, red, green, red, blue'.split(', ')\nprint(items.count('blue')))"]),
+     ["Final answer: @python(items = 'red, blue, red, green, red, blue'.split(', ')\nprint(items.count('blue')))"]),
     ("units-miles", "How many kilometres are 26.2 miles? Round to 2 decimal places. Answer with the number.",
-     ["Action: @python(print(round(26.2 * 1.609344, 2)))"]),
+     ["Final answer: @python(print(round(26.2 * 1.609344, 2)))"]),
     ("units-temperature", "What is 68 degrees Fahrenheit in Celsius? Round to 1 decimal place. Answer with the number.",
-     ["Action: @python(print(round((68 - 32) * 5 / 9, 1)))"]),
+     ["Final answer: @python(print(round((68 - 32) * 5 / 9, 1)))"]),
     ("units-celsius", "Convert 25 degrees Celsius to Fahrenheit. Round to 1 decimal place. Answer with the number.",
-     ["Action: @python(print(round(25 * 9 / 5 + 32, 1)))"]),
+     ["Final answer: @python(print(round(25 * 9 / 5 + 32, 1)))"]),
     ("units-time", "How many minutes are there in 3.5 days? Answer with the number.",
-     ["Action: @python(print(3.5 * 24 * 60))"]),
+     ["Final answer: @python(print(3.5 * 24 * 60))"]),
     ("code-loop", "What does this Python code print?\n\n```python\nx = 3\nfor i in range(4):\n    x = x * 2 - i\n"
      "print(x)\n```\n\nAnswer with exactly what it prints.",
      ["Thought: Run the program as it is and read its output.\n"
-      "Action: @python(x = 3\nfor i in range(4):\n    x = x * 2 - i\nprint(x))"]),
+      "Final answer: @python(x = 3\nfor i in range(4):\n    x = x * 2 - i\nprint(x))"]),
     ("word-problem", "Tom has 3 boxes of 24 crayons. He gives 15 crayons to his sister and then buys 2 packs of 8 "
      "crayons. How many crayons does Tom have now? Answer with the number.",
      ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
-      "Action: @python(# Tom has 3 boxes of 24 crayons.\ncrayons = 3 * 24\n# He gives 15 crayons to his sister\n"
+      "Final answer: @python(# Tom has 3 boxes of 24 crayons.\ncrayons = 3 * 24\n# He gives 15 crayons to his sister\n"
       "crayons = crayons - 15\n# and then buys 2 packs of 8 crayons.\ncrayons = crayons + 2 * 8\n"
       "# How many crayons does Tom have now?\nprint(crayons))"]),
     ("word-problem-fraction", "A class has 30 students. Two fifths of them walk to school and a third of the rest "
      "come by bus. The others are driven. How many students are driven? Answer with the number.",
      ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"
-      "Action: @python(# A class has 30 students.\nstudents = 30\n# Two fifths of them walk to school\n"
+      "Final answer: @python(# A class has 30 students.\nstudents = 30\n# Two fifths of them walk to school\n"
       "walk = students * 2 / 5\n# and a third of the rest come by bus.\nrest = students - walk\nbus = rest / 3\n"
       "# The others are driven. How many students are driven?\ndriven = rest - bus\nprint(int(driven)))"]),
     ("game24-program", "Use 2 5 8 11 once each with + - * / and parentheses to make 24. Answer with the expression.",
@@ -145,8 +145,9 @@ def build(out: Path) -> list[Path]:
             ctx = ToolContext(settings)
             steps: list[Step] = []
             answer = None
-            if isinstance(fmt.parse(replies[0]), Final):  # answered directly
-                answer = fmt.parse(replies[0]).answer  # type: ignore[union-attr]
+            first = fmt.parse(replies[0])
+            if isinstance(first, Final) and not find_invocations(first.answer):  # answered directly
+                answer = first.answer
                 ep = Episode(goal=goal, steps=[Step(thought=replies[0])], answer=answer, reward=1.0, kind="guided",
                              id=f"demo-{name}", created="2026-12-01T00:00:00+00:00",
                              meta={"author": "stackmind starter library", "made_by": "bench/make_demos.py"})

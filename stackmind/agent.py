@@ -43,7 +43,7 @@ from stackmind.policies.library import BUILTIN_TOOLS, default_policy_dirs, load_
 from stackmind.search import Budget, SearchResult, solve
 from stackmind.search.scorer import GENERIC_VALUE_PROMPT
 from stackmind.settings import Settings
-from stackmind.stack import Frame, LockTimeout, Stack, StackStore, render_frames
+from stackmind.stack import Frame, LockTimeout, Stack, StackStore, parse_view, render_frames
 from stackmind.stepformat import STOP, Action, Final, FormatError, ParsedStep, StepFormat, Thought
 from stackmind.storage import EpisodeStore, SQLiteStackStore, open_episodes, open_store
 from stackmind.tasks.answers import answer_key
@@ -85,7 +85,7 @@ class StepResult:
     ok: bool = True  # False when the action failed (a tool error, a bad invocation, a malformed reply)
     policy: bool = False  # the action invoked a learning policy (its result is already on the stack)
     substeps: list[Step] = field(default_factory=list)
-    resampled: list[str] = field(default_factory=list)  # why the step was sampled again, each time ("cut", "repeat")
+    resampled: list[str] = field(default_factory=list)  # why the step was sampled again, each time ("cut", "repeat", "copy")
 
 
 @dataclass
@@ -348,8 +348,9 @@ class Agent:
              thought_alone: bool = True, last: bool = False, taken: Collection[str] = ()) -> StepResult:
         """One step: ask the model (the grammar makes the reply one step), then act on it. The step
         budget's ``last`` step may only be the final answer: a run ends with its best answer. A reply
-        the token limit cut mid-step, or one word for word a step already ``taken`` on this goal (the
-        same call again observes the same), is sampled again (`Settings.resamples`)."""
+        the token limit cut mid-step, one word for word a step already ``taken`` on this goal (the
+        same call again observes the same), or a call copied from a worked example on the stack with
+        that example's numbers, is sampled again (`Settings.resamples`)."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         messages, grammar = fmt.messages(view, goal), fmt.grammar(thought_alone=thought_alone, final_only=last)
@@ -366,15 +367,19 @@ class Agent:
                 [messages], max_tokens=self.settings.max_new_tokens, temperature=temperature, seed=seed,
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
             reply = gen.texts[0][0].strip()
-            if reply in taken and not isinstance(_parsed(fmt, reply), Final):
+            parsed = _parsed(fmt, reply)
+            if reply in taken and not isinstance(parsed, Final):
                 why = "repeat"  # a step already taken: decided before its call runs again
+                continue
+            if _copied_call(parsed, goal, view):
+                why = "copy"  # a worked example's program, with that example's numbers
                 continue
             result = self.act(reply, run, depth=depth, fmt=fmt)
             why = "cut" if result.step is None and gen.cut() else None  # the grammar held, the limit cut it
             if why is None:
                 break
         else:
-            if why == "repeat":  # every sample was a step already taken: it is taken again, as it is
+            if why in ("repeat", "copy"):  # every sample was one of those: the last is taken, as it is
                 result = self.act(reply, run, depth=depth, fmt=fmt)
         result.resampled = reasons
         if why == "cut":
@@ -750,7 +755,9 @@ class StepTree:
 
 
 class _AnswerStream:
-    """Passes on only the final answer's text from a streamed reply ("Final answer: ..." after any thought)."""
+    """Passes on only the final answer's text from a streamed reply ("Final answer: ..." after any
+    thought); an answer that is a call (``Final answer: @python(...)``) is not shown: what it prints
+    will be the answer."""
 
     MARK = "Final answer: "
 
@@ -766,6 +773,8 @@ class _AnswerStream:
             return
         start = at + len(self.MARK)
         text = self.buffer[start:]
+        if not text.strip() or text.lstrip().startswith("@"):
+            return
         if len(text) > self.sent:
             self.on_text(text[self.sent:])
             self.sent = len(text)
@@ -803,6 +812,30 @@ def _copied_example(answer: str, goal: str, frames: Sequence[Frame]) -> str | No
             if owner is not None and " ".join(owner.split()).lower() != here and answer_key(m.group(1)) == key:
                 return owner
     return None
+
+
+_NUMBER = r"\d+(?:\.\d+)?"
+_QUOTED = r"'([^'\n]*)'|\"([^\"\n]*)\""
+
+
+def _copied_call(step: ParsedStep | None, goal: str, view: str) -> bool:
+    """Whether the code of the step's call (an action, or a final answer that is a call) is written
+    word for word in a worked example on the stack (a demonstration, a policy's example), or is a
+    piece of one, and holds a literal (a number, a quoted string) that is not in this goal: a small
+    model copies the nearest example's program, its numbers and words and all."""
+    if isinstance(step, Action):
+        call = step.call.raw
+    elif isinstance(step, Final) and (calls := find_invocations(step.answer)) and calls[0].text == step.answer.strip():
+        call = calls[0].raw
+    else:
+        return False
+    numbers = set(re.findall(_NUMBER, goal))
+    if all(n in numbers for n in re.findall(_NUMBER, call)) and all(
+            q in goal for q in (a or b for a, b in re.findall(_QUOTED, call)) if q):
+        return False
+    here, needle = " ".join(goal.split()), " ".join(call.split())
+    return any(kind in ("trajectory", "policy") and needle in (text := " ".join(body.split())) and here not in text
+               for kind, body in parse_view(view))
 
 
 def _answer_key(answer: str | None) -> str | None:

@@ -47,7 +47,7 @@ A thought line may come first, before the action or the final answer.
 An action runs a tool or a learning policy; its result comes back as an observation.
 {tools}
 Rules:
-1. When the goal needs any calculation, counting, dates, text or list work, a search, or running code, your first step is an Action: @python(...) with a short program that prints the answer. Never work it out in your head.
+1. When the goal needs any calculation, counting, dates, text or list work, or running code, answer with a short program that prints the answer: Final answer: @python(...) (what it prints is the answer). When you must see a result before you can answer (a search, a part of a longer task), use Action: @python(...) first. Never work it out in your head.
 2. When an observation answers the goal, give the Final answer.
 3. A greeting, a fact you know or an explanation gets the Final answer directly."""
 
@@ -190,7 +190,13 @@ class StepFormat:
             return Action(calls[0], thought)
         f = _FINAL.match(text)
         if f and f.group(1).strip():
-            return Final(f.group(1).strip(), thought)
+            answer = f.group(1).strip()
+            if answer.startswith("@"):
+                calls = find_invocations(answer)
+                if not calls or calls[0].start != 0 or calls[0].end != len(answer) or calls[0].name not in self.tools:
+                    raise FormatError("an answer that is a call is one call of a tool, @name(arguments), with "
+                                      "its brackets closed, and nothing after it")
+            return Final(answer, thought)
         raise FormatError('a step is "Thought: ...", "Action: @name(...)" or "Final answer: ..."')
 
     def completion(self, step: ParsedStep) -> str:
@@ -209,14 +215,17 @@ class StepFormat:
         the final answer: two bare thoughts in a row are not a step the format offers. With
         ``final_only`` (the step budget's last step) the step is the final answer, at once."""
         names = " | ".join(_gbnf_literal(n) for n in self.names) or '"python"'
+        tools = " | ".join(_gbnf_literal(n) for n in self.tools) or '"python"'
         lead = 'thought ("\\n" (action | final))?' if thought_alone else 'thought "\\n" (action | final)'
         root = "final" if final_only else f"{lead} | action | final"
         return "\n".join([
             f"root ::= {root}",
             'thought ::= "Thought: " [^\\n]{1,300}',  # bounded: a small model can loop inside one line
-            'final ::= "Final answer: " [^\\n] [^\\x00]{0,4000}',
+            # an answer is text, or one call of a tool whose output is the answer (nothing after it)
+            'final ::= "Final answer: " ("@" tool "(" args ")" | [^@\\n] [^\\x00]{0,4000})',
             'action ::= "Action: @" name "(" args ")"',
             f"name ::= {names}",
+            f"tool ::= {tools}",
             "args ::= piece*",
             "piece ::= [^()\\[\\]{}\"'#] | \"(\" args \")\" | \"[\" args \"]\" | \"{\" args \"}\" | dq | sq | comment",
             'dq ::= "\\"" ([^"\\\\\\n] | "\\\\" [^\\n])* "\\""',

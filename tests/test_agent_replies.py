@@ -259,3 +259,71 @@ def test_any_step_already_taken_on_the_goal_is_sampled_again(settings: Settings)
     ep = _plain_agent(settings, backend).run("Print one, then two.", max_steps=4)
     assert ep.answer == "2" and len(ep.steps) == 3
     assert ep.steps[2].meta.get("resampled") == ["repeat"] and not backend.replies
+
+
+def _program_demo_agent(settings: Settings, replies: list[str]) -> tuple[Agent, _ScriptedBackend]:
+    from stackmind.demos import DemoLibrary
+    from stackmind.llm import LLM
+
+    backend = _ScriptedBackend(replies)
+    agent = Agent(settings.model_copy(update={"demos": 1, "memory": False, "policies": False, "learn": False}),
+                  llm=LLM(backend), tools=default_tools(settings))
+    agent.demos = DemoLibrary(agent.step_format(), min_similarity=0.0)
+    agent.demos.extend([Episode(goal="How many days are there from 2021-02-03 to 2021-05-17? Answer with the number.",
+                                kind="guided", reward=1.0, answer="103", steps=[Step(
+                                    thought="Final answer: @python(import datetime\n"
+                                            "print((datetime.date(2021, 5, 17) - datetime.date(2021, 2, 3)).days))")])])
+    return agent, backend
+
+
+def test_a_program_copied_from_a_worked_example_is_sampled_again_before_it_runs(settings: Settings) -> None:
+    """The example's program with the example's dates answers the example, not this goal."""
+    copied = ("Final answer: @python(import datetime\n"
+              "print((datetime.date(2021, 5, 17) - datetime.date(2021, 2, 3)).days))")
+    own = ("Final answer: @python(import datetime\n"
+           "print((datetime.date(2030, 1, 9) - datetime.date(2030, 1, 2)).days))")
+    agent, backend = _program_demo_agent(settings, [copied, own])
+    ep = agent.run("How many days are there from 2030-01-02 to 2030-01-09? Answer with the number.", max_steps=3)
+    assert ep.answer == "7" and len(ep.steps) == 1 and not backend.replies
+    assert ep.steps[0].meta.get("resampled") == ["copy"]
+    # the same program is no copy where the numbers are the goal's own (the example's goal asked again)
+    agent, backend = _program_demo_agent(settings, [copied])
+    ep = agent.run("How many days are there from 2021-02-03 to 2021-05-17? Answer with the number.", max_steps=3)
+    assert ep.answer == "103" and ep.steps[0].meta.get("resampled") is None
+    # a copy every sample makes is run as it is (it may be right), and an action is checked alike
+    action = copied.replace("Final answer:", "Action:")
+    agent, backend = _program_demo_agent(settings, [action] * 3 + ["Final answer: 103"])
+    ep = agent.run("How many days are there from 2030-01-02 to 2030-01-09? Answer with the number.", max_steps=3)
+    assert ep.steps[0].meta.get("resampled") == ["copy", "copy"] and (ep.steps[0].observation or "").strip() == "103"
+
+
+def test_only_a_final_answer_streams_and_never_a_call_that_computes_it() -> None:
+    from stackmind.agent import _AnswerStream
+
+    for reply, shown in (("Thought: easy\nFinal answer: Hello there", "Hello there"),
+                         ("Action: @python(print(1))", ""),
+                         ("Final answer: @python(print(17 * 23))", "")):
+        got: list[str] = []
+        stream = _AnswerStream(got.append)
+        for i in range(0, len(reply), 3):  # as the decoder hands it over, a few characters at a time
+            stream.feed(0, 0, reply[i:i + 3])
+        assert "".join(got) == shown
+
+
+def test_a_copied_call_is_one_with_a_literal_the_goal_does_not_have() -> None:
+    from stackmind.agent import _copied_call
+    from stackmind.stepformat import StepFormat
+
+    fmt = StepFormat.for_names({"python": "run Python"})
+    view = ("[policy] strings_with_python: ...\n    Action: @python(print(''.join(sorted('pineapple'))))\n"
+            "[goal] Sort the letters of 'zeppelin'. Answer with one word.")
+    goal = "Sort the letters of 'zeppelin'. Answer with one word."
+    assert _copied_call(fmt.parse("Action: @python(print(''.join(sorted('pineapple'))))"), goal, view)
+    assert not _copied_call(fmt.parse("Action: @python(print(''.join(sorted('zeppelin'))))"), goal, view)
+    assert not _copied_call(fmt.parse("Final answer: pineapple"), goal, view)  # answers: `_copied_example`
+    # a call no example holds, or one whose every literal is the goal's, is the model's own
+    assert not _copied_call(fmt.parse("Action: @python(print(sorted('pineapple')))"), goal, view)
+    assert not _copied_call(fmt.parse("Action: @python(print(''.join(sorted('pineapple'))))"),
+                            "Sort the letters of 'pineapple'.", view)
+    # a piece of the example's program with its literals is a copy too (the import left out)
+    assert _copied_call(fmt.parse("Action: @python(sorted('pineapple'))"), goal, view)

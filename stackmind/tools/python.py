@@ -8,7 +8,8 @@ default an episode keeps one interpreter (a session, in ``ctx.state["python_sess
 variables and imports carry over from one call to the next and a call costs milliseconds; the agent
 closes it with the episode. The observation is the guest's stdout, its stderr, and how the run
 ended when it did not end cleanly (a timeout, a memory limit, ...). A program with no ``print`` shows
-the value of its last line, as a notebook shows a cell's (`show_last_value`).
+the value of its last line, as a notebook shows a cell's (`show_last_value`). The interpreter starts
+with the standard modules a short calculation most often needs already imported (`PRELUDE`).
 """
 
 from __future__ import annotations
@@ -64,9 +65,15 @@ def show_last_value(code: str) -> str:
     return code
 
 
+# What an episode's interpreter has imported before its first program: the modules a short program
+# for a calculation, a date or a list most often needs (a small model often leaves the import out).
+PRELUDE = "import math, datetime, calendar, statistics, itertools, re; from datetime import date, timedelta"
+
+
 class PythonTool:
     name = "python"
-    description = "run Python code in a sandbox and see what it prints: @python(print(17 * 23))"
+    description = ("run Python code in a sandbox and see what it prints: @python(print(17 * 23)); "
+                   "math, datetime, date, timedelta, calendar, statistics, itertools and re are imported")
 
     def __init__(self, limits: Limits | None = None, session: bool = True, max_chars: int = 4000) -> None:
         self.limits = limits or Limits()
@@ -82,12 +89,13 @@ class PythonTool:
 
     def run(self, code: str, ctx: ToolContext) -> RunResult:
         sandbox = self._sandbox(ctx)
-        if not self.use_session:
-            return sandbox.run_python(code, self.limits)
+        if not self.use_session:  # the prelude is the program's first line
+            return sandbox.run_python(f"{PRELUDE}\n{code}", self.limits)
         session = ctx.state.get("python_session")
         if not isinstance(session, PythonSession):
             session = sandbox.session(self.limits)
             ctx.state["python_session"] = session  # closed by the agent with the episode
+            session.run(PRELUDE)
         return session.run(code)
 
     def __call__(self, invocation: Invocation, ctx: ToolContext) -> ToolResult:
