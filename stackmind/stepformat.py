@@ -51,6 +51,7 @@ Rules:
 2. When an observation answers the goal, give the Final answer.
 3. A greeting, a fact you know or an explanation gets the Final answer directly."""
 
+CONTEXT_KINDS = ("trajectory", "policy")  # frames that are context wherever they sit on the stack
 STOP = ("\n[observation]", "\nObservation:")  # a model must never write the world's turn itself
 
 
@@ -125,13 +126,19 @@ class StepFormat:
         The frames up to the goal are the context (worked examples, policies, memories) in the first
         user turn, which ends by restating the goal (a small model answers what it read last); the
         agent's own steps after the goal are its assistant turns, and what the world said back
-        (observations, frames pushed since) the user turns between them."""
+        (observations, conclusions) the user turns between them. A worked example or a policy pushed
+        after the goal (fast learning, recall) is context too, shown before the goal: read last, right
+        before the reply, its program was copied with its numbers (dates dev: 2 of 15 solved with the
+        policy pushed above the goal's turn, 6 of 15 with it before the goal)."""
         frames = parse_view(view)
         cut = max((i for i, (k, t) in enumerate(frames) if k == "goal" and t.strip() == goal.strip()),
                   default=max((i for i, (k, _) in enumerate(frames) if k == "goal"), default=-1))
+        later = frames[cut + 1:]
+        context = [*frames[:max(cut, 0)], *(f for f in later if f[0] in CONTEXT_KINDS)]
+        later = [f for f in later if f[0] not in CONTEXT_KINDS]
         msgs: list[Message] = [{"role": "system", "content": self.system_prompt()}]
         head = []
-        for kind, text in frames[:cut]:
+        for kind, text in context:
             turns = _demo_turns(text) if kind == "trajectory" else None
             if turns:  # a worked example is shown as the conversation it was
                 msgs += turns
@@ -141,7 +148,7 @@ class StepFormat:
         msgs.append({"role": "user", "content": "\n".join(head)})
         mine: list[str] = []  # the agent's step being assembled (a thought, then its action)
         world: list[str] = []
-        for kind, text in frames[cut + 1:]:
+        for kind, text in later:
             if kind in ("thought", "action"):
                 if world:
                     msgs.append({"role": "user", "content": "\n".join(world)})

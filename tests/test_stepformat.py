@@ -70,6 +70,32 @@ def test_messages_give_the_agents_steps_as_its_turns_and_observations_as_the_wor
     ]
 
 
+def test_a_policy_or_example_pushed_after_the_goal_is_context_before_it() -> None:
+    """Fast learning pushes a policy and its examples on top of the goal; the model is shown them
+    before the goal, as it is shown demonstrations, not as the last thing it reads."""
+    view = ("[goal] What day is 2028-03-07?\n[policy] Learning policy @dates: compute dates\n"
+            "[trajectory] Worked example. Goal: What day is 2089-07-14?\n    Final answer: @python(print(1))\n"
+            "[action] @python(print(2))\n[observation] 2")
+    msgs = FMT.messages(view, "What day is 2028-03-07?")
+    assert msgs[1:] == [
+        {"role": "user", "content": "Current goal: What day is 2089-07-14?"},
+        {"role": "assistant", "content": "Final answer: @python(print(1))"},
+        {"role": "user", "content": "[policy] Learning policy @dates: compute dates\nCurrent goal: What day is 2028-03-07?"},
+        {"role": "assistant", "content": "Action: @python(print(2))"},
+        {"role": "user", "content": "Observation: 2\nCurrent goal: What day is 2028-03-07?"},
+    ]
+
+
+def test_a_final_answer_that_is_a_call_is_one_whole_tool_call() -> None:
+    assert isinstance(FMT.parse("Final answer: @python(print(2 ** 10))"), Final)
+    for reply in ("Final answer: @python(print(1))) extra", "Final answer: @python(print(1)",
+                  "Final answer: @nosuch(x)"):
+        with pytest.raises(FormatError, match="one call of a tool"):
+            FMT.parse(reply)
+    assert 'final ::= "Final answer: " ("@" tool "(" args ")" | [^@\\n]' in FMT.grammar()
+    assert 'tool ::= "decompose" | "python"' in FMT.grammar()
+
+
 def test_grammar_names_exactly_the_tools() -> None:
     g = FMT.grammar()
     assert 'name ::= "decompose" | "python"' in g
