@@ -115,7 +115,7 @@ DEMOS: list[tuple[str, str, list[str]]] = [
     ("code-loop", "What does this Python code print?\n\n```python\nx = 3\nfor i in range(4):\n    x = x * 2 - i\n"
      "print(x)\n```\n\nAnswer with exactly what it prints.",
      ["Thought: Run the program as it is and read its output.\n"
-      "Final answer: @python(x = 3\nfor i in range(4):\n    x = x * 2 - i\nprint(x))"]),
+      "Action: @python(x = 3\nfor i in range(4):\n    x = x * 2 - i\nprint(x))"]),
     ("word-problem", "Tom has 3 boxes of 24 crayons. He gives 15 crayons to his sister and then buys 2 packs of 8 "
      "crayons. How many crayons does Tom have now? Answer with the number.",
      ["Thought: Translate the problem sentence by sentence into a program, each line under its sentence.\n"

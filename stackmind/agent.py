@@ -349,8 +349,9 @@ class Agent:
         """One step: ask the model (the grammar makes the reply one step), then act on it. The step
         budget's ``last`` step may only be the final answer: a run ends with its best answer. A reply
         the token limit cut mid-step, one word for word a step already ``taken`` on this goal (the
-        same call again observes the same), or a call copied from a worked example on the stack with
-        that example's numbers, is sampled again (`Settings.resamples`)."""
+        same call again observes the same), a call copied from a worked example on the stack with
+        that example's numbers, or an answer that is a program printing a string written in it, is
+        sampled again (`Settings.resamples`)."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         messages, grammar = fmt.messages(view, goal), fmt.grammar(thought_alone=thought_alone, final_only=last)
@@ -363,6 +364,10 @@ class Agent:
                 # At temperature 0 the same prompt gives the same reply: sample the step.
                 temperature = max(run.temperature, self.settings.vote_temperature)
                 seed = (run.seed or 0) * 7919 + attempt
+                if why == "literal":  # the words are asked for as words
+                    grammar = fmt.grammar(thought_alone=thought_alone, final_only=last, words_only=True)
+            if stream is not None:
+                stream.restart()
             gen = self.model().generate(
                 [messages], max_tokens=self.settings.max_new_tokens, temperature=temperature, seed=seed,
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
@@ -374,12 +379,15 @@ class Agent:
             if _copied_call(parsed, goal, view):
                 why = "copy"  # a worked example's program, with that example's numbers
                 continue
+            if _printed_literal(parsed):
+                why = "literal"  # an answer in words, written as a program that prints them: asked
+                continue  # again, with an answer in words only
             result = self.act(reply, run, depth=depth, fmt=fmt)
             why = "cut" if result.step is None and gen.cut() else None  # the grammar held, the limit cut it
             if why is None:
                 break
         else:
-            if why in ("repeat", "copy"):  # every sample was one of those: the last is taken, as it is
+            if why in ("repeat", "copy", "literal"):  # every sample was one of those: the last is taken, as it is
                 result = self.act(reply, run, depth=depth, fmt=fmt)
         result.resampled = reasons
         if why == "cut":
@@ -763,21 +771,25 @@ class _AnswerStream:
 
     def __init__(self, on_text: TextFn) -> None:
         self.on_text = on_text
+        self.buffer = ""  # this sample's reply so far
+        self.shown = ""  # the answer text passed on, over all samples of the step
+
+    def restart(self) -> None:
+        """A new sample of the step: it is shown only where it goes on from what was shown (text
+        already passed on cannot be taken back; the finished answer is given whole at the end)."""
         self.buffer = ""
-        self.sent = 0
 
     def feed(self, _prompt: int, _sample: int, delta: str) -> None:
         self.buffer += delta
         at = self.buffer.find(self.MARK)
         if at == -1:
             return
-        start = at + len(self.MARK)
-        text = self.buffer[start:]
+        text = self.buffer[at + len(self.MARK):]
         if not text.strip() or text.lstrip().startswith("@"):
             return
-        if len(text) > self.sent:
-            self.on_text(text[self.sent:])
-            self.sent = len(text)
+        if len(text) > len(self.shown) and text.startswith(self.shown):
+            self.on_text(text[len(self.shown):])
+            self.shown = text
 
 
 def _parsed(fmt: StepFormat, reply: str) -> ParsedStep | None:
@@ -791,6 +803,7 @@ def _bare_thought(step: Step, fmt: StepFormat) -> bool:
     return isinstance(fmt.step_of(step), Thought)
 
 
+COPY_MAX_WORDS = 8  # the longest answer `_copied_example` holds against an example's
 _EXAMPLE_GOAL = re.compile(r"(?:Worked example\. Goal:|^\s*goal:|^\[goal\]) (.+)$", re.MULTILINE)
 _EXAMPLE_ANSWER = re.compile(r"(?:Final answer:|^\[conclusion\])\s*(.+)$", re.MULTILINE)
 
@@ -798,7 +811,11 @@ _EXAMPLE_ANSWER = re.compile(r"(?:Final answer:|^\[conclusion\])\s*(.+)$", re.MU
 def _copied_example(answer: str, goal: str, frames: Sequence[Frame]) -> str | None:
     """The goal of a worked example on the stack (a demonstration, a policy's example or trajectory)
     whose answer this is, when that goal is another one and the answer is not in this goal's own
-    text: a small model copies the nearest example's answer instead of working its own goal out."""
+    text: a small model copies the nearest example's answer instead of working its own goal out.
+    Only a short answer (a value, a word or a few) counts: a long one word for word an example's is
+    that example's prose (a greeting's reply), which fits a goal like its own."""
+    if len(answer.split()) > COPY_MAX_WORDS:
+        return None
     key = answer_key(answer)
     if key is None or key in {answer_key(w) for w in re.findall(r"-?\d+(?:\.\d+)?", goal)}:
         return None
@@ -836,6 +853,19 @@ def _copied_call(step: ParsedStep | None, goal: str, view: str) -> bool:
     here, needle = " ".join(goal.split()), " ".join(call.split())
     return any(kind in ("trajectory", "policy") and needle in (text := " ".join(body.split())) and here not in text
                for kind, body in parse_view(view))
+
+
+_PRINTED_LITERAL = re.compile(r"""print\(\s*(?:'[^'\n]*'|"[^"\n]*")\s*\)""")
+
+
+def _printed_literal(step: ParsedStep | None) -> bool:
+    """Whether the step answers with a program that only prints a string written in it
+    (``Final answer: @python(print('Paris is ...'))``): words dressed as a computation, which the
+    answer's stream cannot show as it is written. Such an answer is sampled again."""
+    if not isinstance(step, Final) or not (calls := find_invocations(step.answer)):
+        return False
+    return (calls[0].text == step.answer.strip() and calls[0].name == "python"
+            and _PRINTED_LITERAL.fullmatch(calls[0].raw.strip()) is not None)
 
 
 def _answer_key(answer: str | None) -> str | None:

@@ -47,9 +47,9 @@ A thought line may come first, before the action or the final answer.
 An action runs a tool or a learning policy; its result comes back as an observation.
 {tools}
 Rules:
-1. When the goal needs any calculation, counting, dates, text or list work, or running code, answer with a short program that prints the answer: Final answer: @python(...) (what it prints is the answer). When you must see a result before you can answer (a search, a part of a longer task), use Action: @python(...) first. Never work it out in your head.
+1. When the goal asks to compute something from given numbers, dates, a list or a quoted text (arithmetic, counting, sorting, dates, reversing, what code prints), answer with a short program that prints the answer: Final answer: @python(...) (what it prints is the answer). When you must see a result before you can answer (a search, a part of a longer task), use Action: @python(...) first. Never work it out in your head.
 2. When an observation answers the goal, give the Final answer.
-3. A greeting, a fact you know or an explanation gets the Final answer directly."""
+3. A greeting, a description, an explanation or a fact you know gets the Final answer directly, in words, not a program."""
 
 CONTEXT_KINDS = ("trajectory", "policy")  # frames that are context wherever they sit on the stack
 STOP = ("\n[observation]", "\nObservation:")  # a model must never write the world's turn itself
@@ -216,11 +216,12 @@ class StepFormat:
         return f"{lead}Final answer: {step.answer}"
 
     # ---- the grammar --------------------------------------------------------------------------
-    def grammar(self, *, thought_alone: bool = True, final_only: bool = False) -> str:
+    def grammar(self, *, thought_alone: bool = True, final_only: bool = False, words_only: bool = False) -> str:
         """GBNF for one step; the names in an action are the ones this format knows. With
         ``thought_alone`` off (the last step was a bare thought) a thought must lead to an action or
         the final answer: two bare thoughts in a row are not a step the format offers. With
-        ``final_only`` (the step budget's last step) the step is the final answer, at once."""
+        ``final_only`` (the step budget's last step) the step is the final answer, at once. With
+        ``words_only`` a final answer is text, not a call."""
         names = " | ".join(_gbnf_literal(n) for n in self.names) or '"python"'
         tools = " | ".join(_gbnf_literal(n) for n in self.tools) or '"python"'
         lead = 'thought ("\\n" (action | final))?' if thought_alone else 'thought "\\n" (action | final)'
@@ -229,7 +230,8 @@ class StepFormat:
             f"root ::= {root}",
             'thought ::= "Thought: " [^\\n]{1,300}',  # bounded: a small model can loop inside one line
             # an answer is text, or one call of a tool whose output is the answer (nothing after it)
-            'final ::= "Final answer: " ("@" tool "(" args ")" | [^@\\n] [^\\x00]{0,4000})',
+            'final ::= "Final answer: " ' + ('' if words_only else '("@" tool "(" args ")" | ')
+            + '[^@\\n] [^\\x00]{0,4000}' + ('' if words_only else ')'),
             'action ::= "Action: @" name "(" args ")"',
             f"name ::= {names}",
             f"tool ::= {tools}",

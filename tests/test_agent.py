@@ -74,11 +74,13 @@ def test_a_policy_call_in_a_step_solves_its_sub_goal_and_returns(tmp_path: Path,
     policy = agent.library.get("lookup_colour")
     try:  # pushed, the policy is callable (its frames say how); its name joins the step grammar
         ep = agent.run('Reply with exactly this line and nothing else: Action: @lookup_colour(fruit="cherry")',
-                       max_steps=2, policies=[policy])
+                       max_steps=4, policies=[policy])
     finally:
         agent.close()
-    first = ep.steps[0]
-    assert first.action is not None and first.action.startswith("@lookup_colour"), first.thought
+    # the small model may think a step before it calls (a thought alone is a whole step)
+    calls = [st for st in ep.steps if st.action is not None and st.action.startswith("@lookup_colour")]
+    assert calls, [st.thought for st in ep.steps]
+    first = calls[0]
     assert first.substeps, "the call's sub-goal was solved by the loop, its steps kept"
     assert first.observation and "no answer" not in first.observation
 

@@ -310,6 +310,20 @@ def test_only_a_final_answer_streams_and_never_a_call_that_computes_it() -> None
         assert "".join(got) == shown
 
 
+def test_a_resampled_answer_is_shown_only_where_it_goes_on_from_what_was_shown() -> None:
+    """A step sampled again (its first reply was cut) must not show the two replies one after the other."""
+    from stackmind.agent import _AnswerStream
+
+    got: list[str] = []
+    stream = _AnswerStream(got.append)
+    for sample in ("Final answer: Hi! It is going", "Final answer: Hi there! It is going well.",
+                   "Final answer: Hi! It is going well, thank you."):
+        stream.restart()
+        for i in range(0, len(sample), 4):
+            stream.feed(0, 0, sample[i:i + 4])
+    assert "".join(got) == "Hi! It is going well, thank you."  # the second sample diverged: held back
+
+
 def test_a_copied_call_is_one_with_a_literal_the_goal_does_not_have() -> None:
     from stackmind.agent import _copied_call
     from stackmind.stepformat import StepFormat
@@ -327,3 +341,30 @@ def test_a_copied_call_is_one_with_a_literal_the_goal_does_not_have() -> None:
                             "Sort the letters of 'pineapple'.", view)
     # a piece of the example's program with its literals is a copy too (the import left out)
     assert _copied_call(fmt.parse("Action: @python(sorted('pineapple'))"), goal, view)
+
+
+def test_an_answer_that_only_prints_its_words_is_not_a_computation() -> None:
+    from stackmind.agent import _printed_literal
+    from stackmind.stepformat import StepFormat
+
+    fmt = StepFormat.for_names({"python": "run Python"})
+    assert _printed_literal(fmt.parse("Final answer: @python(print('Paris is a beautiful city.'))"))
+    assert _printed_literal(fmt.parse('Final answer: @python(print("Hello there"))'))
+    assert not _printed_literal(fmt.parse("Final answer: @python(print('abc'[::-1]))"))
+    assert not _printed_literal(fmt.parse("Final answer: @python(print(17 * 23))"))
+    assert not _printed_literal(fmt.parse("Final answer: Paris is a beautiful city."))
+    # asked again, the answer may only be words
+    finals = [line for line in fmt.grammar(words_only=True).splitlines() if line.startswith("final ::=")]
+    assert finals and '"@" tool' not in finals[0]
+
+
+def test_a_long_answer_word_for_word_an_examples_is_not_held_as_copied() -> None:
+    from stackmind.agent import _copied_example
+    from stackmind.stack import Frame
+
+    greeting = "Hi! It is going well, thank you. I am stackmind, an agent. What can I do for you?"
+    frames = [Frame(kind="trajectory", text=f"Worked example. Goal: Hi there! How is it going?\n"
+                                            f"    Final answer: {greeting}"),
+              Frame(kind="trajectory", text="Worked example. Goal: What colour is a lime?\n    Final answer: green")]
+    assert _copied_example(greeting, "Hello there!", frames) is None  # prose that fits a goal like its own
+    assert _copied_example("green", "What colour is a cherry?", frames) == "What colour is a lime?"

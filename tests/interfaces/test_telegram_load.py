@@ -115,7 +115,8 @@ def test_twenty_users_twenty_messages_each(settings: Settings, embedded_llm) -> 
             finals = [m for m in fake.messages(u) if m.buttons]
             assert len(finals) == len(eps[f"telegram-{u}"])
             mine = memory.recall("says m", owner=f"telegram:{u}", k=10)
-            assert mine and all(f"u{u} " in r.text or r.kind == "conclusion" for r in mine)
+            others = [f"u{v} " for v in USERS if v != u]  # another user's words (a program's output is mine)
+            assert mine and not any(o in r.text for r in mine for o in others)
             assert all(r.owner == f"telegram:{u}" for r in mine)
         assert not fake.flood_violations, fake.flood_violations[:5]
     turns = sum(len(eps[f"telegram-{u}"]) for u in USERS)

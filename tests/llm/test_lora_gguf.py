@@ -60,8 +60,11 @@ LEARNING_RATE = 2e-3  # 3e-3 diverged here
 # Measured on these 24 prompts (docs/adapters.md). Without the adapter the typical difference is 0.059
 # and the largest 1.57 (0.56 or less on 21 prompts; the other three are very peaked distributions);
 # with the correct adapter 0.053 and 0.46. On the first 8 prompts (base: 0.057), one block's gate/up
-# tensors under each other's names give 0.27 and 2.3; alpha zeroed 3.2 and 13.
-MEAN_DIFF_RATIO = 1.5
+# tensors under each other's names give 0.27 and 2.3; alpha zeroed 3.2 and 13. The adapter trained
+# differs a little from machine to machine (threads change float sums): one CI run's correct adapter,
+# 24/24 greedy identical, gave 0.102 against a base 0.0585 (1.74 x), so the ratio leaves room to 2.5 x;
+# the broken transfers above are 4.7 x and more.
+MEAN_DIFF_RATIO = 2.5
 MAX_LOGIT_DIFF = 1.0
 BASE_SANITY = 0.1  # a typical base difference above this means the two sides do not run the same model
 MOST = 0.8  # share of prompts whose answer the adapter must change
