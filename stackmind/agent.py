@@ -357,6 +357,7 @@ class Agent:
         messages, grammar = fmt.messages(view, goal), fmt.grammar(thought_alone=thought_alone, final_only=last)
         temperature, seed = run.temperature, run.seed
         why: str | None = None
+        words = False  # a sample was cut while its answer printed words written in it
         reasons: list[str] = []
         for attempt in range(self.settings.resamples + 1):
             if why is not None:
@@ -364,7 +365,7 @@ class Agent:
                 # At temperature 0 the same prompt gives the same reply: sample the step.
                 temperature = max(run.temperature, self.settings.vote_temperature)
                 seed = (run.seed or 0) * 7919 + attempt
-                if why == "literal":  # the words are asked for as words
+                if why == "literal" or words:  # the words are asked for as words
                     grammar = fmt.grammar(thought_alone=thought_alone, final_only=last, words_only=True)
             if stream is not None:
                 stream.restart()
@@ -384,6 +385,8 @@ class Agent:
                 continue  # again, with an answer in words only
             result = self.act(reply, run, depth=depth, fmt=fmt)
             why = "cut" if result.step is None and gen.cut() else None  # the grammar held, the limit cut it
+            if why == "cut" and _PRINTING_WORDS.match(reply):
+                words = True  # cut while it printed its answer's words: they are asked for as words
             if why is None:
                 break
         else:
@@ -856,6 +859,7 @@ def _copied_call(step: ParsedStep | None, goal: str, view: str) -> bool:
 
 
 _PRINTED_LITERAL = re.compile(r"""print\(\s*(?:'[^'\n]*'|"[^"\n]*")\s*\)""")
+_PRINTING_WORDS = re.compile(r"""(?:Thought: [^\n]*\n)?Final answer: @python\(print\(\s*['"]""")  # its start
 
 
 def _printed_literal(step: ParsedStep | None) -> bool:

@@ -368,3 +368,28 @@ def test_a_long_answer_word_for_word_an_examples_is_not_held_as_copied() -> None
               Frame(kind="trajectory", text="Worked example. Goal: What colour is a lime?\n    Final answer: green")]
     assert _copied_example(greeting, "Hello there!", frames) is None  # prose that fits a goal like its own
     assert _copied_example("green", "What colour is a cherry?", frames) == "What colour is a lime?"
+
+
+def test_an_answer_cut_while_it_printed_its_words_is_asked_for_in_words(settings: Settings) -> None:
+    """A description written as `@python(print('...` runs past the token limit: the step is sampled
+    again with a grammar whose final answer is text only, and that answer is taken."""
+    from stackmind.llm import LLM
+    from stackmind.llm.base import Completion
+
+    class Cutting(_ScriptedBackend):
+        grammars: list[str | None] = []
+
+        def generate(self, request):  # type: ignore[no-untyped-def]
+            self.grammars.append(request.grammar)
+            text = self.replies.pop(0)
+            cut = text.endswith("...")
+            return [Completion([text], 10, 8, finish_reasons=["length" if cut else "stop"])]
+
+    backend = Cutting(["Final answer: @python(print('Paris is a city of light, of art and of ...",
+                       "Final answer: Paris is a city of light, of art and of food."])
+    agent = Agent(settings.model_copy(update={"demos": 0, "memory": False, "policies": False, "learn": False}),
+                  llm=LLM(backend), tools=default_tools(settings))
+    ep = agent.run("Describe Paris in a sentence.", max_steps=2)
+    assert ep.answer == "Paris is a city of light, of art and of food." and not backend.replies
+    assert ep.steps[0].meta.get("resampled") == ["cut"]
+    assert '"@" tool' in (backend.grammars[0] or "") and '"@" tool' not in (backend.grammars[1] or "")
