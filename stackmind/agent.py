@@ -354,10 +354,10 @@ class Agent:
         sampled again (`Settings.resamples`)."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
-        messages, grammar = fmt.messages(view, goal), fmt.grammar(thought_alone=thought_alone, final_only=last)
+        messages = fmt.messages(view, goal)
         temperature, seed = run.temperature, run.seed
         why: str | None = None
-        words = False  # a sample was cut while its answer printed words written in it
+        words_only = False  # a sample wrote its answer's words as a program printing them
         reasons: list[str] = []
         for attempt in range(self.settings.resamples + 1):
             if why is not None:
@@ -365,10 +365,9 @@ class Agent:
                 # At temperature 0 the same prompt gives the same reply: sample the step.
                 temperature = max(run.temperature, self.settings.vote_temperature)
                 seed = (run.seed or 0) * 7919 + attempt
-                if why == "literal" or words:  # the words are asked for as words
-                    grammar = fmt.grammar(thought_alone=thought_alone, final_only=last, words_only=True)
             if stream is not None:
                 stream.restart()
+            grammar = fmt.grammar(thought_alone=thought_alone, final_only=last, words_only=words_only)
             gen = self.model().generate(
                 [messages], max_tokens=self.settings.max_new_tokens, temperature=temperature, seed=seed,
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
@@ -381,12 +380,12 @@ class Agent:
                 why = "copy"  # a worked example's program, with that example's numbers
                 continue
             if _printed_literal(parsed):
-                why = "literal"  # an answer in words, written as a program that prints them: asked
-                continue  # again, with an answer in words only
+                why, words_only = "literal", True  # words written as a program: asked for as words
+                continue
             result = self.act(reply, run, depth=depth, fmt=fmt)
             why = "cut" if result.step is None and gen.cut() else None  # the grammar held, the limit cut it
             if why == "cut" and _PRINTING_WORDS.match(reply):
-                words = True  # cut while it printed its answer's words: they are asked for as words
+                words_only = True  # cut while it printed its answer's words: they are asked for as words
             if why is None:
                 break
         else:
@@ -774,7 +773,7 @@ class _AnswerStream:
 
     def __init__(self, on_text: TextFn) -> None:
         self.on_text = on_text
-        self.buffer = ""  # this sample's reply so far
+        self.buffer = ""  # this sample's reply so far (`restart` empties it)
         self.shown = ""  # the answer text passed on, over all samples of the step
 
     def restart(self) -> None:
@@ -858,8 +857,9 @@ def _copied_call(step: ParsedStep | None, goal: str, view: str) -> bool:
                for kind, body in parse_view(view))
 
 
-_PRINTED_LITERAL = re.compile(r"""print\(\s*(?:'[^'\n]*'|"[^"\n]*")\s*\)""")
-_PRINTING_WORDS = re.compile(r"""(?:Thought: [^\n]*\n)?Final answer: @python\(print\(\s*['"]""")  # its start
+_PRINT = r"print\(\s*"  # a program printing a string written in it: the whole program, and its start
+_PRINTED_LITERAL = re.compile(_PRINT + r"""(?:'[^'\n]*'|"[^"\n]*")\s*\)""")
+_PRINTING_WORDS = re.compile(r"(?:Thought: [^\n]*\n)?Final answer: @python\(" + _PRINT + "['\"]")
 
 
 def _printed_literal(step: ParsedStep | None) -> bool:

@@ -225,13 +225,13 @@ class StepFormat:
         names = " | ".join(_gbnf_literal(n) for n in self.names) or '"python"'
         tools = " | ".join(_gbnf_literal(n) for n in self.tools) or '"python"'
         lead = 'thought ("\\n" (action | final))?' if thought_alone else 'thought "\\n" (action | final)'
+        words, call = '[^@\\n] [^\\x00]{0,4000}', '"@" tool "(" args ")"'
         root = "final" if final_only else f"{lead} | action | final"
         return "\n".join([
             f"root ::= {root}",
             'thought ::= "Thought: " [^\\n]{1,300}',  # bounded: a small model can loop inside one line
             # an answer is text, or one call of a tool whose output is the answer (nothing after it)
-            'final ::= "Final answer: " ' + ('' if words_only else '("@" tool "(" args ")" | ')
-            + '[^@\\n] [^\\x00]{0,4000}' + ('' if words_only else ')'),
+            f'final ::= "Final answer: " {words if words_only else f"({call} | {words})"}',
             'action ::= "Action: @" name "(" args ")"',
             f"name ::= {names}",
             f"tool ::= {tools}",
