@@ -40,14 +40,31 @@ class SQLiteStackStore:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False, isolation_level=None)
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                with self._lock:
+                with self._opening(), self._lock:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._db.execute("PRAGMA synchronous=FULL")
                     migrate_sqlite(self._db, f"sqlite:{path}")
             except BaseException:
                 self._db.close()
                 raise
         self._memory_locks: dict[str, threading.Lock] = {}
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        """One process at a time sets the journal mode and migrates: SQLite answers a second process
+        that switches a fresh file to WAL at the same moment "database is locked" without waiting."""
+        if self.in_memory:
+            yield
+            return
+        folder = self.path.parent / "locks"
+        folder.mkdir(exist_ok=True)
+        lock = filelock.FileLock(folder / f"{self.path.name}.open.lock", timeout=120, thread_local=False)
+        try:
+            with lock:
+                yield
+        except filelock.Timeout as e:
+            raise StackStoreError(f"{self.path}: another process has been opening the stack database for "
+                                  "120 s: wait for it, or stop it") from e
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
