@@ -61,7 +61,7 @@ def test_one_tiny_round_trains_on_the_step_format_gates_promotes_and_the_next_ru
     the promoted adapter loaded; rerunning resumes (nothing is done twice)."""
     config = LearnConfig(families=["arithmetic"], train_goals=2, attempts=1, dev_goals=1, heldout_goals=1,
                          concurrency=2, train_minutes=10)
-    cconfig = ConsolidateConfig(max_steps=2, batch_size=2, learning_rate=3e-4, rank=8, init="fresh",
+    cconfig = ConsolidateConfig(max_steps=2, batch_size=1, learning_rate=3e-4, rank=8, init="fresh",
                                 max_length=1536, exact_match_examples=0, policies_dirs=[], traces_dirs=[])
     # A one-policy library (the gate runs each policy's held-out examples through the agent: the
     # starter library's would take minutes here).

@@ -21,11 +21,9 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-import torch
-from torch import nn
 
 from stackmind.embedder import embed
 from stackmind.errors import StackmindError
@@ -33,6 +31,10 @@ from stackmind.settings import Settings
 from stackmind.tasks.base import State
 from stackmind.value.labels import Label
 from stackmind.value.metrics import calibration
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 MAX_STACK_LINES = 12  # the head sees the goal, the last thoughts of the stack and the candidate
 
@@ -90,17 +92,23 @@ class MiniLMEncoder:
         return np.stack([self._cache[t] for t in texts])
 
 
-class ValueHead(nn.Module):
-    """An MLP giving a logit, then a fixed affine map (Platt scaling) fitted on held-out goals."""
+def value_head(dim: int, hidden: int = 256, dropout: float = 0.1) -> nn.Module:
+    """An MLP giving a logit, then a fixed affine map (Platt scaling) fitted on held-out goals.
+    (torch is imported here, not with the module: a command that never scores starts seconds sooner.)"""
+    import torch
+    from torch import nn
 
-    def __init__(self, dim: int, hidden: int = 256, dropout: float = 0.1) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
-        self.register_buffer("scale", torch.tensor(1.0))
-        self.register_buffer("shift", torch.tensor(0.0))
+    class ValueHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
+            self.register_buffer("scale", torch.tensor(1.0))
+            self.register_buffer("shift", torch.tensor(0.0))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1) * self.scale + self.shift
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).squeeze(-1) * self.scale + self.shift
+
+    return ValueHead()
 
 
 @dataclass
@@ -137,15 +145,19 @@ class ValueModel:
 
     def __init__(self, encoder: Encoder | None = None, *, hidden: int = 256, seed: int = 0) -> None:
         self.encoder: Encoder = encoder if encoder is not None else MiniLMEncoder()
+        import torch
+
         self.hidden = hidden
         torch.manual_seed(seed)
-        self.head = ValueHead(self.encoder.dim, hidden)
+        self.head = value_head(self.encoder.dim, hidden)
         self.head.eval()
         self.meta: dict[str, Any] = {}
         self.version: str | None = None
 
     # ---- predicting --------------------------------------------------------------------------
     def predict_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
         if not texts:
             return np.zeros(0, np.float32)
         x = torch.from_numpy(self.encoder.encode(texts))
@@ -165,6 +177,9 @@ class ValueModel:
             progress: ProgressFn | None = None) -> FitReport:
         """Train the head on ``labels`` (targets may be fractional; weights count), measuring on ``eval_labels``."""
         import time
+
+        import torch
+        from torch import nn
 
         cfg = config or TrainConfig()
         t0 = time.perf_counter()
@@ -230,6 +245,8 @@ class ValueModel:
 
     def _tensors(self, labels: Sequence[Label]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Encoded texts, targets clipped to [0, 1], and weights."""
+        import torch
+
         x = torch.from_numpy(self.encoder.encode([label_text(lab) for lab in labels]))
         y = torch.tensor([min(1.0, max(0.0, lab.target)) for lab in labels], dtype=torch.float32)
         w = torch.tensor([lab.weight for lab in labels], dtype=torch.float32)
@@ -237,6 +254,9 @@ class ValueModel:
 
     def _platt(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> dict[str, Any]:
         """Fit the head's final affine map (Platt scaling) on labels it was not trained on."""
+        import torch
+        from torch import nn
+
         with torch.no_grad():
             raw = (self.head(x) - self.head.shift) / self.head.scale  # the logits before the map
         a = torch.ones((), requires_grad=True)
@@ -270,6 +290,8 @@ class ValueModel:
         root.mkdir(parents=True, exist_ok=True)
         number = 1 + max((int(p.name[1:]) for p in root.glob("v[0-9]*") if p.name[1:].isdigit()), default=0)
         version = f"v{number:04d}"
+        import torch
+
         tmp = root / f".{version}.tmp"
         tmp.mkdir()
         weights = tmp / "head.pt"
@@ -311,6 +333,8 @@ class ValueModel:
         if enc.name != meta["encoder"]["name"] or enc.dim != meta["encoder"]["dim"]:
             raise ValueModelError(f"{folder} was trained on encoder {meta['encoder']}, not {enc.name}/{enc.dim}")
         model = cls(enc, hidden=int(meta["hidden"]))
+        import torch
+
         state = torch.load(weights, map_location="cpu", weights_only=True)
         missing, unexpected = model.head.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"scale", "shift"}:  # a head saved before Platt scaling lacks only those

@@ -62,7 +62,7 @@ def test_real_consolidation_is_resumable_promotes_and_changes_the_output(
     ep = write_episode(settings.episodes_dir, "What is the secret word of the tower?", 1.0, answer="zanzibar",
                        steps=[])
     config = config.model_copy(update={
-        "max_steps": 3, "batch_size": 2, "learning_rate": 3e-3, "rank": 8, "max_length": 640, "save_steps": 1,
+        "max_steps": 3, "batch_size": 1, "learning_rate": 3e-3, "rank": 8, "max_length": 640, "save_steps": 1,
         "exact_match_examples": 1, "exact_match_max_tokens": 8})
 
     def killed(_settings: Settings) -> dict[str, Any]:
