@@ -14,16 +14,17 @@ from typing import Any
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from stackmind.embedder import DIMENSION, EmbedderError, embed, load_embedder, resolve_device
+from stackmind.embedder import DIMENSION, EmbedderError, embed, load_embedder
 
-__all__ = ["DIMENSION", "EMBEDDER_NAME", "EmbedderError", "MiniLMEmbedding", "load_embedder", "resolve_device"]
+__all__ = ["DIMENSION", "EMBEDDER_NAME", "EmbedderError", "MiniLMEmbedding", "load_embedder"]
 
 EMBEDDER_NAME = "stackmind-minilm"
 
 
 @register_embedding_function
 class MiniLMEmbedding(EmbeddingFunction[Documents]):
-    """Unit-length 384-d MiniLM embeddings; cosine space."""
+    """Unit-length 384-d MiniLM embeddings; cosine space. (``device`` is kept in the collection's
+    config for the collections made before the embedder ran on the CPU only; it changes nothing.)"""
 
     def __init__(self, device: str = "auto", batch_size: int = 64) -> None:
         self.device = device
@@ -33,7 +34,7 @@ class MiniLMEmbedding(EmbeddingFunction[Documents]):
         texts = list(input)
         if not texts:
             return []
-        return list(embed(texts, self.device, self.batch_size))
+        return list(embed(texts, self.batch_size))
 
     @staticmethod
     def name() -> str:

@@ -17,7 +17,6 @@ Each policy's ``training.fast.trigger`` decides when it is pushed:
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,9 +35,9 @@ DEFAULT_LIMIT = 2
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> unit vectors, one row per text
 
 
-def minilm_embed(device: str = "cpu") -> Embed:
+def minilm_embed() -> Embed:
     """An `Embed` over the project's MiniLM embedder (loaded on first use, once per process)."""
-    return functools.partial(embed, device=device)
+    return embed
 
 
 _ERROR_MARKS = re.compile(

@@ -72,8 +72,7 @@ class MiniLMEncoder:
     name = "minilm"
     dim = 384
 
-    def __init__(self, device: str = "cpu", batch_size: int = 64, max_cache: int = 50_000) -> None:
-        self.device = device
+    def __init__(self, batch_size: int = 64, max_cache: int = 50_000) -> None:
         self.max_cache = max_cache
         self.batch_size = batch_size
         self._cache: dict[str, np.ndarray] = {}
@@ -84,7 +83,7 @@ class MiniLMEncoder:
             if len(self._cache) + len(todo) > self.max_cache:
                 self._cache.clear()  # a long-lived agent: start over rather than grow without bound
 
-            vecs = embed(todo, self.device, self.batch_size)
+            vecs = embed(todo, self.batch_size)
             for t, v in zip(todo, vecs, strict=True):
                 self._cache[t] = np.asarray(v, dtype=np.float32)
         if not texts:

@@ -25,7 +25,7 @@ def test_embedder_is_offline_unit_length_and_loaded_once(memory: Memory) -> None
     assert vecs.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
     assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2
-    assert load_embedder("cpu") is load_embedder("cpu")
+    assert load_embedder() is load_embedder()
 
 
 def test_frame_keeps_kind_value_provenance_and_episode(memory: Memory) -> None:
