@@ -67,21 +67,27 @@ def test_fast_learning_pushes_an_always_policy_before_the_step(tmp_path: Path, m
 def test_a_policy_call_in_a_step_solves_its_sub_goal_and_returns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  embedded_llm) -> None:  # noqa: ANN001
     monkeypatch.chdir(tmp_path)
-    # greedy: the same run every time (sampled, the small model answered "cherry" without calling in
-    # about one run of five; this tests the call's wiring, not how often the model obeys)
-    s = _settings(tmp_path, memory=False, learn=False, temperature=0.0)
-    (s.home / "policies" / "colour.policy.yaml").write_text(CALLED_POLICY)
-    agent = Agent.from_settings(s, llm=embedded_llm)
-    assert agent.library is not None
-    policy = agent.library.get("lookup_colour")
-    try:  # pushed, the policy is callable (its frames say how); its name joins the step grammar
-        ep = agent.run('Reply with exactly this line and nothing else: Action: @lookup_colour(fruit="cherry")',
-                       max_steps=4, policies=[policy])
-    finally:
-        agent.close()
-    # the small model may think a step before it calls (a thought alone is a whole step)
-    calls = [st for st in ep.steps if st.action is not None and st.action.startswith("@lookup_colour")]
-    assert calls, [st.thought for st in ep.steps]
+    # This tests the call's wiring, not how often the small model obeys: it answered without calling
+    # in about one sampled run of five here, and greedy on CI's machine it copied the policy's worked
+    # example. Up to three seeds; the first run that calls is checked.
+    tried: list[list[str]] = []
+    for seed in range(3):
+        s = _settings(tmp_path / f"seed{seed}", memory=False, learn=False, seed=seed)
+        (s.home / "policies" / "colour.policy.yaml").write_text(CALLED_POLICY)
+        agent = Agent.from_settings(s, llm=embedded_llm)
+        assert agent.library is not None
+        policy = agent.library.get("lookup_colour")
+        try:  # pushed, the policy is callable (its frames say how); its name joins the step grammar
+            ep = agent.run('Reply with exactly this line and nothing else: Action: @lookup_colour(fruit="cherry")',
+                           max_steps=4, policies=[policy])
+        finally:
+            agent.close()
+        # the small model may think a step before it calls (a thought alone is a whole step)
+        calls = [st for st in ep.steps if st.action is not None and st.action.startswith("@lookup_colour")]
+        tried.append([st.thought for st in ep.steps])
+        if calls:
+            break
+    assert calls, tried
     first = calls[0]
     assert first.substeps, "the call's sub-goal was solved by the loop, its steps kept"
     assert first.observation and "no answer" not in first.observation

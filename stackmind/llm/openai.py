@@ -221,6 +221,7 @@ class OpenAIBackend:
         for attempt in range(self.retries + 1):
             left = deadline - time.monotonic()
             if left <= 0:
+                last = f"{last}; the {self.deadline_s:g} s deadline passed before another try"
                 break
             tries += 1
             try:
