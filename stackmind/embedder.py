@@ -68,12 +68,12 @@ class MiniLM:
         x = self._norm(x, "embeddings.LayerNorm")
         hide = (1.0 - mask)[:, None, None, :] * np.float32(-1e9)  # no attention to padding
         d = x.shape[-1] // self.heads
+
+        def heads(y: np.ndarray) -> np.ndarray:  # (n, t, h * d) -> (n, h, t, d)
+            return y.reshape(n, t, self.heads, d).transpose(0, 2, 1, 3)
+
         for i in range(self.layers):
             at = f"encoder.layer.{i}.attention"
-
-            def heads(y: np.ndarray) -> np.ndarray:
-                return y.reshape(n, t, self.heads, d).transpose(0, 2, 1, 3)
-
             q, k, v = (heads(self._dense(x, f"{at}.self.{m}")) for m in ("query", "key", "value"))
             scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(d)) + hide
             scores = np.exp(scores - scores.max(-1, keepdims=True))
@@ -135,7 +135,8 @@ def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     texts = list(texts)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), DIMENSION), np.float32)
-    for start in range(0, len(order), max(1, batch_size)):
-        chunk = order[start:start + max(1, batch_size)]
+    step = max(1, batch_size)
+    for start in range(0, len(order), step):
+        chunk = order[start:start + step]
         out[chunk] = model.encode([texts[i] for i in chunk])
     return out

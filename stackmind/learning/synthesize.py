@@ -41,8 +41,9 @@ import yaml
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stackmind.embedder import embed as minilm
 from stackmind.learning.grounding import AgentTrial, Grounding, HeldoutTask, Trial, goal_task, ground
-from stackmind.policies.fast import Embed, minilm_embed
+from stackmind.policies.fast import Embed
 from stackmind.policies.library import BUILTIN_TOOLS, PolicyLibrary, check, default_policy_dirs, load_lenient
 from stackmind.policies.parser import FileProblems, Problem, parse_policy
 from stackmind.policies.review import PolicyStore, learned_dir
@@ -191,7 +192,7 @@ def cluster(items: Sequence[Surprise], threshold: float, embed: Embed | None = N
     """Greedy clustering by cosine to each cluster's centroid (largest |RPE| first); deterministic."""
     if not items:
         return []
-    embed = embed or minilm_embed()
+    embed = embed or minilm
     order = sorted(range(len(items)), key=lambda i: (-abs(items[i].rpe), items[i].episode.id, items[i].thought))
     vecs = embed([items[i].text for i in order])
     clusters: list[Cluster] = []

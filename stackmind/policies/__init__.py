@@ -13,7 +13,7 @@
 docs/policies.md describes the file format; `stackmind policy --help` the authoring commands.
 """
 
-from stackmind.policies.fast import Selected, Selector, estimate_prediction_error, minilm_embed, policy_frames
+from stackmind.policies.fast import Selected, Selector, estimate_prediction_error, policy_frames
 from stackmind.policies.invoke import (
     InvocationError,
     InvocationResult,
@@ -39,6 +39,6 @@ __all__ = [
     "BUILTIN_TOOLS", "CheckReport", "Example", "FileProblems", "InvocationError", "InvocationResult",
     "Invoker", "Matcher", "Policy", "PolicyCycleError", "PolicyDepthError", "PolicyLibrary",
     "PolicyNameError", "Problem", "SFTExample", "Selected", "Selector", "bind_arguments", "check", "composite_graph",
-    "cycles", "estimate_prediction_error", "json_schema", "load_policy", "load_trace", "minilm_embed",
+    "cycles", "estimate_prediction_error", "json_schema", "load_policy", "load_trace",
     "parse_policy", "policy_frames", "read", "sft_examples",
 ]

@@ -35,11 +35,6 @@ DEFAULT_LIMIT = 2
 Embed = Callable[[Sequence[str]], np.ndarray]  # texts -> unit vectors, one row per text
 
 
-def minilm_embed() -> Embed:
-    """An `Embed` over the project's MiniLM embedder (loaded on first use, once per process)."""
-    return embed
-
-
 _ERROR_MARKS = re.compile(
     r"(?i)\b(traceback|error|exception|failed|failure|wrong|incorrect|invalid|not (?:equal|correct|24)|"
     r"unknown tool|timed out|no answer)\b")
@@ -72,7 +67,7 @@ class Selector:
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         if self.embed is None:
-            self.embed = minilm_embed()
+            self.embed = embed  # the project's MiniLM (loaded on first use, once per process)
         return self.embed(texts)
 
     def _policy_keys(self, policy: Policy) -> tuple[list[str], np.ndarray]:

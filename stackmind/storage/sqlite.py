@@ -26,6 +26,7 @@ from stackmind.storage.inbox import InboxItem
 from stackmind.storage.migrate import migrate_sqlite
 
 _COLUMNS = "id, stack, kind, text, value, provenance, tokens, created, updated"
+_OPENING_WAIT_S = 120  # how long a process waits for another one that is opening the database
 
 
 class SQLiteStackStore:
@@ -58,13 +59,13 @@ class SQLiteStackStore:
             return
         folder = self.path.parent / "locks"
         folder.mkdir(exist_ok=True)
-        lock = filelock.FileLock(folder / f"{self.path.name}.open.lock", timeout=120, thread_local=False)
+        lock = filelock.FileLock(folder / f"{self.path.name}.open.lock", timeout=_OPENING_WAIT_S, thread_local=False)
         try:
             with lock:
                 yield
         except filelock.Timeout as e:
             raise StackStoreError(f"{self.path}: another process has been opening the stack database for "
-                                  "120 s: wait for it, or stop it") from e
+                                  f"{_OPENING_WAIT_S} s: wait for it, or stop it") from e
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -285,12 +285,12 @@ class ValueModel:
              metrics: dict[str, Any] | None = None, history: list[dict[str, float]] | None = None,
              make_current: bool = True) -> Path:
         """Write a new version folder; verify it reads back; optionally point ``current`` at it."""
+        import torch
+
         root = value_dir(settings)
         root.mkdir(parents=True, exist_ok=True)
         number = 1 + max((int(p.name[1:]) for p in root.glob("v[0-9]*") if p.name[1:].isdigit()), default=0)
         version = f"v{number:04d}"
-        import torch
-
         tmp = root / f".{version}.tmp"
         tmp.mkdir()
         weights = tmp / "head.pt"
@@ -317,6 +317,8 @@ class ValueModel:
     @classmethod
     def load(cls, settings: Settings, version: str | None = None, *, encoder: Encoder | None = None) -> ValueModel:
         """A saved version (default: the current one), its weights checked against their sha256."""
+        import torch
+
         version = version or current_version(settings)
         if version is None:
             raise ValueModelError(f"no value model in {value_dir(settings)}: train one with `stackmind value train`")
@@ -332,8 +334,6 @@ class ValueModel:
         if enc.name != meta["encoder"]["name"] or enc.dim != meta["encoder"]["dim"]:
             raise ValueModelError(f"{folder} was trained on encoder {meta['encoder']}, not {enc.name}/{enc.dim}")
         model = cls(enc, hidden=int(meta["hidden"]))
-        import torch
-
         state = torch.load(weights, map_location="cpu", weights_only=True)
         missing, unexpected = model.head.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"scale", "shift"}:  # a head saved before Platt scaling lacks only those

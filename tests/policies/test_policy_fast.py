@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stackmind.embedder import embed as minilm
 from stackmind.policies import (
     PolicyLibrary,
     check,
     estimate_prediction_error,
-    minilm_embed,
     parse_policy,
     policy_frames,
 )
@@ -27,7 +27,7 @@ def library() -> PolicyLibrary:
     assert report.ok
     lib = PolicyLibrary(report.policies)
     # The real MiniLM, memoised per text so that the libraries the tests build share its work.
-    model = minilm_embed()
+    model = minilm
     memo: dict[str, np.ndarray] = {}
 
     def embed(texts):  # type: ignore[no-untyped-def]
