@@ -30,6 +30,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from stackmind.policies.library import BUILTIN_TOOLS, default_policy_dirs, load_
 from stackmind.search import Budget, SearchResult, solve
 from stackmind.search.scorer import GENERIC_VALUE_PROMPT
 from stackmind.settings import Settings
-from stackmind.stack import Frame, LockTimeout, Stack, StackStore, parse_view, render_frames
+from stackmind.stack import Frame, LockTimeout, Stack, StackStore, drop_frames, parse_view, render_frames
 from stackmind.stepformat import STOP, Action, Final, FormatError, ParsedStep, StepFormat, Thought
 from stackmind.storage import EpisodeStore, SQLiteStackStore, open_episodes, open_store
 from stackmind.tasks.answers import answer_key
@@ -86,6 +87,7 @@ class StepResult:
     policy: bool = False  # the action invoked a learning policy (its result is already on the stack)
     substeps: list[Step] = field(default_factory=list)
     resampled: list[str] = field(default_factory=list)  # why the step was sampled again, each time ("cut", "repeat", "copy")
+    view: str | None = None  # the view the reply was given, when it is not the one the step was asked on
 
 
 @dataclass
@@ -318,7 +320,7 @@ class Agent:
                                last=i == max_steps - 1, taken={s.thought for s in steps})
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
-                              observation=result.observation, view=view, substeps=result.substeps,
+                              observation=result.observation, view=result.view or view, substeps=result.substeps,
                               meta={"depth": depth} if depth else {}))
             if not isinstance(result.step, Action | Thought | Final):
                 steps[-1].meta["format_error"] = True
@@ -349,15 +351,18 @@ class Agent:
         """One step: ask the model (the grammar makes the reply one step), then act on it. The step
         budget's ``last`` step may only be the final answer: a run ends with its best answer. A reply
         the token limit cut mid-step, one word for word a step already ``taken`` on this goal (the
-        same call again observes the same), a call copied from a worked example on the stack with
+        same call again observes the same) or a thought nearly word for word one taken, a call copied from a worked example on the stack with
         that example's numbers, or an answer that is a program printing a string written in it, is
-        sampled again (`Settings.resamples`)."""
+        sampled again (`Settings.resamples`); when every try before the last copied an example's call,
+        the last is asked without the worked examples (demonstrations) on the view, rather than take
+        a copy with another goal's numbers."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         messages = fmt.messages(view, goal)
         temperature, seed = run.temperature, run.seed
         why: str | None = None
         words_only = False  # a sample wrote its answer's words as a program printing them
+        asked = view
         reasons: list[str] = []
         for attempt in range(self.settings.resamples + 1):
             if why is not None:
@@ -365,6 +370,9 @@ class Agent:
                 # At temperature 0 the same prompt gives the same reply: sample the step.
                 temperature = max(run.temperature, self.settings.vote_temperature)
                 seed = (run.seed or 0) * 7919 + attempt
+            if (why == "copy" and attempt == self.settings.resamples
+                    and (bare := drop_frames(view, {"trajectory"})) != view):  # the last try: the example misleads
+                asked, messages = bare, fmt.messages(bare, goal)
             if stream is not None:
                 stream.restart()
             grammar = fmt.grammar(thought_alone=thought_alone, final_only=last, words_only=words_only)
@@ -373,8 +381,8 @@ class Agent:
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
             reply = gen.texts[0][0].strip()
             parsed = _parsed(fmt, reply)
-            if reply in taken and not isinstance(parsed, Final):
-                why = "repeat"  # a step already taken: decided before its call runs again
+            if not isinstance(parsed, Final) and (reply in taken or _near_repeat(parsed, taken, fmt)):
+                why = "repeat"  # a step already taken (or a thought nearly one): decided before its call runs again
                 continue
             if _copied_call(parsed, goal, view):
                 why = "copy"  # a worked example's program, with that example's numbers
@@ -392,6 +400,8 @@ class Agent:
             if why in ("repeat", "copy", "literal"):  # every sample was one of those: the last is taken, as it is
                 result = self.act(reply, run, depth=depth, fmt=fmt)
         result.resampled = reasons
+        if asked != view:
+            result.view = asked
         if why == "cut":
             result.observation = (f"(the step ran past its {self.settings.max_new_tokens} tokens "
                                   f"{attempt + 1} times and was dropped)")
@@ -799,6 +809,24 @@ def _parsed(fmt: StepFormat, reply: str) -> ParsedStep | None:
         return fmt.parse(reply)
     except FormatError:
         return None
+
+
+NEAR_REPEAT = 0.8  # word-sequence similarity at which a thought says again what a taken one said
+
+
+def _near_repeat(step: ParsedStep | None, taken: Collection[str], fmt: StepFormat) -> bool:
+    """Whether a thought says nearly word for word what a thought already taken on this goal said
+    (similarity of their word sequences >= `NEAR_REPEAT`): a small model's sampled thoughts often
+    differ only in a few words, and each such step spends one of the budget without moving."""
+    if not isinstance(step, Thought):
+        return False
+    words = step.text.lower().split()
+    for earlier in taken:
+        before = _parsed(fmt, earlier)
+        if isinstance(before, Thought) and SequenceMatcher(
+                None, words, before.text.lower().split(), autojunk=False).ratio() >= NEAR_REPEAT:
+            return True
+    return False
 
 
 def _bare_thought(step: Step, fmt: StepFormat) -> bool:

@@ -13,7 +13,7 @@ recency under a token budget, always keeps goal frames, and keeps stack order.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
@@ -183,6 +183,11 @@ INDENT = "    "  # continuation lines of a frame's text, in a rendered view
 def _frame_line(kind: str, text: str) -> str:
     """A frame as view text: ``[kind] text``, its later lines indented so the view reads back exactly."""
     return f"[{kind}] " + text.replace("\n", "\n" + INDENT)
+
+
+def drop_frames(view: str, kinds: Collection[str]) -> str:
+    """A rendered view without its frames of these kinds (the rest exactly as rendered)."""
+    return "\n".join(_frame_line(k, t) for k, t in parse_view(view) if k not in kinds)
 
 
 def parse_view(view: str) -> list[tuple[str, str]]:

@@ -198,6 +198,8 @@ class StepFormat:
         f = _FINAL.match(text)
         if f and f.group(1).strip():
             answer = f.group(1).strip()
+            if _ACTION_HEAD.match(answer):  # "Final answer: Action: @python(...)": the call is the answer
+                answer = answer[len("Action: "):].strip()
             if answer.startswith("@"):
                 calls = find_invocations(answer)
                 if not calls or calls[0].start != 0 or calls[0].end != len(answer) or calls[0].name not in self.tools:

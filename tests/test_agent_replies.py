@@ -393,3 +393,42 @@ def test_an_answer_cut_while_it_printed_its_words_is_asked_for_in_words(settings
     assert ep.answer == "Paris is a city of light, of art and of food." and not backend.replies
     assert ep.steps[0].meta.get("resampled") == ["cut"]
     assert '"@" tool' in (backend.grammars[0] or "") and '"@" tool' not in (backend.grammars[1] or "")
+
+
+def test_a_thought_nearly_word_for_word_one_taken_is_sampled_again(settings: Settings) -> None:
+    first = "Thought: To reply with exactly this line and nothing else, I should decide what the line is"
+    near = "Thought: To reply with exactly this line and nothing else, I should decide what the line says"
+    other = "Thought: The goal asks for one line, so I can write it out directly"
+    backend = _ScriptedBackend([first, near, other, "Final answer: done"])
+    ep = _plain_agent(settings, backend).run("Reply with exactly this line: done", max_steps=4)
+    assert ep.answer == "done" and not backend.replies
+    assert [s.thought for s in ep.steps] == [first, other, "Final answer: done"]
+    assert ep.steps[1].meta.get("resampled") == ["repeat"]  # the near repeat was not taken
+    assert not ep.steps[0].meta.get("resampled") and not ep.steps[2].meta.get("resampled")
+
+
+def test_an_answer_written_as_an_action_printing_words_is_asked_for_as_words(settings: Settings) -> None:
+    """Seen in chat: "Final answer: Action: @python(print('Paris is ...'))" was shown to the user as is."""
+    backend = _ScriptedBackend(["Final answer: Action: @python(print('Paris is the capital of France.'))",
+                                "Final answer: Paris is the capital of France."])
+    ep = _plain_agent(settings, backend).run("What is the capital of France?", max_steps=2)
+    assert ep.answer == "Paris is the capital of France." and not backend.replies
+    assert ep.steps[0].meta.get("resampled") == ["literal"]
+
+
+def test_a_call_every_try_copied_from_a_worked_example_is_asked_last_without_the_examples(settings: Settings) -> None:
+    """Seen in chat: "What is the capital of France?" answered with the strings demo's own program."""
+    copy = "Final answer: @python(print(64 * 99))"
+    from stackmind.demos import DemoLibrary
+
+    agent = _demo_agent(settings, [copy, copy, "Final answer: @python(print(29 * 99))"])
+    agent.demos = DemoLibrary(agent.step_format(), min_similarity=0.0)
+    agent.demos.extend([Episode(goal="What is the zork of 64? Answer with the number.", kind="guided", reward=1.0,
+                                answer="6336", steps=[Step(thought=copy)])])
+    backend = agent.llm.backend
+    ep = agent.run("What is the zork of 29? Answer with the number.", max_steps=1)
+    assert ep.answer == "2871" and ep.steps[0].meta.get("resampled") == ["copy", "copy"]
+    shown = [str(p) for p in backend.prompts]
+    assert "64 * 99" in shown[0] and "64 * 99" in shown[1] and "64 * 99" not in shown[2]  # the last try
+    # the step is recorded with the view its reply was given (a training pair is exactly what the model saw)
+    assert "[trajectory]" not in ep.steps[0].view and "[goal] What is the zork of 29?" in ep.steps[0].view

@@ -92,6 +92,11 @@ def test_a_final_answer_that_is_a_call_is_one_whole_tool_call() -> None:
                   "Final answer: @nosuch(x)"):
         with pytest.raises(FormatError, match="one call of a tool"):
             FMT.parse(reply)
+    # a small model writes "Final answer: Action: @python(...)": that answer is the call, read as one
+    step = FMT.parse("Final answer: Action: @python(print('Paris'))")
+    assert isinstance(step, Final) and step.answer == "@python(print('Paris'))"
+    with pytest.raises(FormatError, match="one call of a tool"):
+        FMT.parse("Final answer: Action: @nosuch(x)")
     assert 'final ::= "Final answer: " ("@" tool "(" args ")" | [^@\\n]' in FMT.grammar()
     assert 'tool ::= "decompose" | "python"' in FMT.grammar()
 
