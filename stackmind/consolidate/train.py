@@ -121,7 +121,7 @@ def train_lora(
         rank = int(model.peft_config["default"].r)
     else:
         peft_config = lora_config(config)
-    rows, too_long = fitting_rows(rows, tokenizer, config.max_length)
+    examples, too_long = tokenized_rows(rows, tokenizer, config.max_length)
     if too_long and progress:
         progress(f"{too_long} example(s) longer than max_length {config.max_length} tokens left out "
                  "(STACKMIND_CONSOLIDATE_MAX_LENGTH)")
@@ -150,7 +150,7 @@ def train_lora(
         disable_tqdm=True,  # our own progress line instead
         dataset_num_proc=None,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=HFDataset.from_list(rows),
+    trainer = SFTTrainer(model=model, args=args, train_dataset=HFDataset.from_list(examples),
                          processing_class=tokenizer, peft_config=peft_config,
                          callbacks=[_progress_class()(progress, deadline)])
     from transformers import PrinterCallback
@@ -174,7 +174,7 @@ def train_lora(
     tmp.rename(out)
     rows_seen = state.global_step * config.batch_size * config.grad_accum
     if config.max_steps <= 0:
-        rows_seen = min(rows_seen, int(len(rows) * config.epochs))
+        rows_seen = min(rows_seen, int(len(examples) * config.epochs))
     log = [{k: v for k, v in e.items() if isinstance(v, int | float)} for e in state.log_history]
     # Training time proper (without loading the model), for the examples/hour figure.
     train_seconds = next((e["train_runtime"] for e in reversed(log) if "train_runtime" in e), None)
@@ -182,18 +182,30 @@ def train_lora(
                        stopped, init, rank, device)
 
 
-def fitting_rows(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
-    """The rows whose prompt and completion fit in ``max_length`` tokens, and how many did not. Cut
-    to fit, a row would lose its completion (what is learned): trl truncates the end."""
-    def length(row: dict[str, Any]) -> int:
-        ids = tokenizer.apply_chat_template([*row["prompt"], *row["completion"]], tokenize=True)
-        return len(ids["input_ids"] if isinstance(ids, dict) else ids)
+def tokenized_rows(rows: list[dict[str, Any]], tokenizer: Any,
+                   max_length: int) -> tuple[list[dict[str, list[int]]], int]:
+    """The rows as token ids with a completion mask (1 on the completion's tokens, the loss's), as
+    trl would tokenize them, keeping those that fit in ``max_length`` tokens; and how many did not.
+    Cut to fit, a row would lose its completion (what is learned): trl truncates the end. Done here,
+    not by trl: `datasets` fingerprints a map whose arguments hold the tokenizer by pickling its
+    whole vocabulary (22 s a training run on a 2-core machine)."""
+    def ids(messages: list[dict[str, str]], **kw: Any) -> list[int]:
+        out = tokenizer.apply_chat_template(messages, tokenize=True, **kw)
+        return list(out["input_ids"] if hasattr(out, "keys") else out)
 
-    kept = [r for r in rows if length(r) <= max_length]
+    kept, lengths = [], []
+    for row in rows:
+        prompt = ids(row["prompt"], add_generation_prompt=True)
+        full = ids([*row["prompt"], *row["completion"]])
+        lengths.append(len(full))
+        if len(full) > max_length:
+            continue
+        at = next((i for i, (a, b) in enumerate(zip(prompt, full, strict=False)) if a != b), min(len(prompt), len(full)))
+        kept.append({"input_ids": full, "completion_mask": [0] * at + [1] * (len(full) - at)})
     if rows and not kept:
         raise TrainingDataError(
             f"every one of the {len(rows)} training examples is longer than max_length {max_length} tokens "
-            f"(the shortest is {min(length(r) for r in rows)}): raise STACKMIND_CONSOLIDATE_MAX_LENGTH")
+            f"(the shortest is {min(lengths)}): raise STACKMIND_CONSOLIDATE_MAX_LENGTH")
     return kept, len(rows) - len(kept)
 
 
