@@ -80,6 +80,7 @@ ParsedStep = Thought | Action | Final
 
 _THOUGHT = re.compile(r"Thought: ([^\n]+)")
 _ACTION_HEAD = re.compile(r"Action: @([A-Za-z_][A-Za-z0-9_]*)\(")
+_WRITTEN_ACTION = re.compile(r"Action:?\s*(?=@[A-Za-z_][A-Za-z0-9_]*\()")  # in a final answer
 _FINAL = re.compile(r"Final answer: (.+)", re.DOTALL)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -198,8 +199,8 @@ class StepFormat:
         f = _FINAL.match(text)
         if f and f.group(1).strip():
             answer = f.group(1).strip()
-            if _ACTION_HEAD.match(answer):  # "Final answer: Action: @python(...)": the call is the answer
-                answer = answer[len("Action: "):].strip()
+            if head := _WRITTEN_ACTION.match(answer):  # "Final answer: Action: @python(...)": the call is the answer
+                answer = answer[head.end():]
             if answer.startswith("@"):
                 calls = find_invocations(answer)
                 if not calls or calls[0].start != 0 or calls[0].end != len(answer) or calls[0].name not in self.tools:
@@ -224,19 +225,24 @@ class StepFormat:
         the final answer: two bare thoughts in a row are not a step the format offers. With
         ``final_only`` (the step budget's last step) the step is the final answer, at once. With
         ``words_only`` a final answer is text, not a call."""
-        names = " | ".join(_gbnf_literal(n) for n in self.names) or '"python"'
         tools = " | ".join(_gbnf_literal(n) for n in self.tools) or '"python"'
         lead = 'thought ("\\n" (action | final))?' if thought_alone else 'thought "\\n" (action | final)'
-        words, call = '[^@\\n] [^\\x00]{0,4000}', '"@" tool "(" args ")"'
+        words, call = '[^@\\n] [^\\x00]{0,4000}', '"@" tool "(" code ")"'
+        if words_only:  # nor the call written out as an action ("Final answer: Action: @python(...)")
+            words = _not_opening("Action", "@\\n", "[^\\x00]{0,4000}")
         root = "final" if final_only else f"{lead} | action | final"
+        policies = " | ".join(_gbnf_literal(n) for n in sorted(self.policies))
         return "\n".join([
             f"root ::= {root}",
             'thought ::= "Thought: " [^\\n]{1,300}',  # bounded: a small model can loop inside one line
             # an answer is text, or one call of a tool whose output is the answer (nothing after it)
             f'final ::= "Final answer: " {words if words_only else f"({call} | {words})"}',
-            'action ::= "Action: @" name "(" args ")"',
-            f"name ::= {names}",
+            # a tool is given code (never nothing); a policy its arguments, which may be none
+            'action ::= "Action: @" (tool "(" code ")"' + (' | policy "(" args ")"' if policies else "") + ")",
             f"tool ::= {tools}",
+            *([f"policy ::= {policies}"] if policies else []),
+            'code ::= [ \\t\\n]* first args',
+            "first ::= [^()\\[\\]{}\"'# \\t\\n] | \"(\" args \")\" | \"[\" args \"]\" | \"{\" args \"}\" | dq | sq | comment",
             "args ::= piece*",
             "piece ::= [^()\\[\\]{}\"'#] | \"(\" args \")\" | \"[\" args \"]\" | \"{\" args \"}\" | dq | sq | comment",
             'dq ::= "\\"" ([^"\\\\\\n] | "\\\\" [^\\n])* "\\""',
@@ -376,3 +382,17 @@ def _line(kind: str, text: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def _not_opening(word: str, never: str, rest: str) -> str:
+    """GBNF for text that does not open with ``word`` nor with a character in ``never`` (a class's
+    body, GBNF-escaped), followed by ``rest``: at the first character where it leaves ``word``'s
+    path, or a prefix of ``word`` alone."""
+    out = [f"[^{never}{_class_char(word[0])}] {rest}"]
+    for i in range(1, len(word)):
+        out.append(f"{_gbnf_literal(word[:i])} ([^{_class_char(word[i])}\\n] {rest})?")
+    return "(" + " | ".join(out) + ")"
+
+
+def _class_char(c: str) -> str:
+    return "\\" + c if c in "]^-\\" else c

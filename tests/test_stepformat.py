@@ -95,23 +95,64 @@ def test_a_final_answer_that_is_a_call_is_one_whole_tool_call() -> None:
     # a small model writes "Final answer: Action: @python(...)": that answer is the call, read as one
     step = FMT.parse("Final answer: Action: @python(print('Paris'))")
     assert isinstance(step, Final) and step.answer == "@python(print('Paris'))"
+    assert FMT.parse("Final answer: Action @python(print('Paris'))") == step
     with pytest.raises(FormatError, match="one call of a tool"):
         FMT.parse("Final answer: Action: @nosuch(x)")
-    assert 'final ::= "Final answer: " ("@" tool "(" args ")" | [^@\\n]' in FMT.grammar()
+    assert 'final ::= "Final answer: " ("@" tool "(" code ")" | [^@\\n]' in FMT.grammar()
     assert 'tool ::= "decompose" | "python"' in FMT.grammar()
 
 
 def test_grammar_names_exactly_the_tools() -> None:
     g = FMT.grammar()
-    assert 'name ::= "decompose" | "python"' in g
+    assert 'tool ::= "decompose" | "python"' in g and "policy ::=" not in g
     assert "root ::=" in g
+    assert 'policy ::= "lookup_colour"' in FMT.calling(["lookup_colour"]).grammar()
+
+
+def _accepts(gbnf: str, text: str) -> bool:
+    """Whether the grammar admits the text whole (llguidance, byte by byte: no model needed)."""
+    import llguidance
+    from llguidance.gbnf_to_lark import gbnf_to_lark
+
+    tok = llguidance.LLTokenizer("byte")
+    matcher = llguidance.LLMatcher(tok, llguidance.grammar_from("lark", gbnf_to_lark(gbnf)))
+    return all(matcher.consume_token(t) for t in tok.tokenize_str(text)) and matcher.is_accepting()
+
+
+@pytest.mark.parametrize(("grammar", "text", "admitted"), [
+    ("step", "Action: @python(print(1))", True),
+    ("step", "Thought: x\nAction: @python(\nprint(1))", True),
+    ("step", "Final answer: @python(print(2))", True),
+    # a tool is never called with nothing (seen in chat: "Action: @python()" three steps running)
+    ("step", "Action: @python()", False),
+    ("step", "Action: @python(  )", False),
+    ("step", "Final answer: @python()", False),
+    # a policy may take no arguments
+    ("policy", "Action: @lookup_colour()", True),
+    ("policy", 'Action: @lookup_colour(fruit="cherry")', True),
+    ("policy", "Action: @python()", False),
+    # asked for words, the answer is not a call, nor a call written out as an action
+    ("words", "Final answer: Action: @python(print('Paris'))", False),
+    ("words", "Final answer: @python(print(1))", False),
+    ("words", "Final answer: Paris", True),
+    ("words", "Final answer: A", True),
+    ("words", "Final answer: Accra is the capital of Ghana.", True),
+    ("words", "Final answer: Action @python(print('Paris'))", False),
+    ("words", "Final answer: Act now.", True),
+])
+def test_grammar_admits_a_step_exactly_when_it_is_one(grammar: str, text: str, admitted: bool) -> None:
+    gbnf = {"step": FMT.grammar(), "policy": FMT.calling(["lookup_colour"]).grammar(),
+            "words": FMT.grammar(words_only=True)}[grammar]
+    assert _accepts(gbnf, text) is admitted
 
 
 def test_grammar_parses_in_llama_cpp() -> None:
     """llama.cpp's own GBNF parser reads the grammar (no model needed)."""
     from llama_cpp import LlamaGrammar
 
-    LlamaGrammar.from_string(FMT.grammar(), verbose=False)
+    for gbnf in (FMT.grammar(), FMT.grammar(words_only=True), FMT.grammar(final_only=True, words_only=True),
+                 FMT.calling(["lookup_colour"]).grammar(thought_alone=False)):
+        LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def test_frames_of_each_step() -> None:
