@@ -80,7 +80,6 @@ ParsedStep = Thought | Action | Final
 
 _THOUGHT = re.compile(r"Thought: ([^\n]+)")
 _ACTION_HEAD = re.compile(r"Action: @([A-Za-z_][A-Za-z0-9_]*)\(")
-FINAL_LITERAL_CHARS = 240  # the longest quoted string in an answer that is a call (`StepFormat.grammar`)
 _WRITTEN_ACTION = re.compile(r"Action:?\s*(?=@[A-Za-z_][A-Za-z0-9_]*\()")  # in a final answer
 _FINAL = re.compile(r"Final answer: (.+)", re.DOTALL)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -225,13 +224,10 @@ class StepFormat:
         ``thought_alone`` off (the last step was a bare thought) a thought must lead to an action or
         the final answer: two bare thoughts in a row are not a step the format offers. With
         ``final_only`` (the step budget's last step) the step is the final answer, at once. With
-        ``words_only`` a final answer is text, not a call. In an answer that is a call, a quoted
-        string holds at most `FINAL_LITERAL_CHARS`: longer, it is the answer's prose written as a
-        program printing it (which is asked for again as words), and the small model can loop
-        inside such a string until the token limit (seen in chat: 320 tokens, 27 s)."""
+        ``words_only`` a final answer is text, not a call."""
         tools = " | ".join(_gbnf_literal(n) for n in self.tools) or '"python"'
         lead = 'thought ("\\n" (action | final))?' if thought_alone else 'thought "\\n" (action | final)'
-        words, call = '[^@\\n] [^\\x00]{0,4000}', '"@" tool "(" fcode ")"'
+        words, call = '[^@\\n] [^\\x00]{0,4000}', '"@" tool "(" code ")"'
         if words_only:  # nor the call written out as an action ("Final answer: Action: @python(...)")
             words = _not_opening("Action", "@\\n", "[^\\x00]{0,4000}")
         root = "final" if final_only else f"{lead} | action | final"
@@ -245,8 +241,12 @@ class StepFormat:
             'action ::= "Action: @" (tool "(" code ")"' + (' | policy "(" args ")"' if policies else "") + ")",
             f"tool ::= {tools}",
             *([f"policy ::= {policies}"] if policies else []),
-            *_code_rules(""),
-            *_code_rules("f", FINAL_LITERAL_CHARS),
+            'code ::= [ \\t\\n]* first args',
+            "first ::= [^()\\[\\]{}\"'# \\t\\n] | \"(\" args \")\" | \"[\" args \"]\" | \"{\" args \"}\" | dq | sq | comment",
+            "args ::= piece*",
+            "piece ::= [^()\\[\\]{}\"'#] | \"(\" args \")\" | \"[\" args \"]\" | \"{\" args \"}\" | dq | sq | comment",
+            'dq ::= "\\"" ([^"\\\\\\n] | "\\\\" [^\\n])* "\\""',
+            "sq ::= \"'\" ([^'\\\\\\n] | \"\\\\\" [^\\n])* \"'\"",
             'comment ::= "#" [^\\n]*',
             "",
         ])
@@ -382,22 +382,6 @@ def _line(kind: str, text: str) -> str:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _code_rules(prefix: str, literal_chars: int | None = None) -> list[str]:
-    """GBNF of a call's code (brackets and quotes balanced, not empty), its rules named with
-    ``prefix``; a quoted string holds at most ``literal_chars`` characters when given."""
-    n = "*" if literal_chars is None else f"{{0,{literal_chars}}}"
-    p = prefix
-    nested = f'"(" {p}args ")" | "[" {p}args "]" | "{{" {p}args "}}" | {p}dq | {p}sq | comment'
-    return [
-        f"{p}code ::= [ \\t\\n]* {p}first {p}args",
-        f"{p}first ::= [^()\\[\\]{{}}\"'# \\t\\n] | {nested}",
-        f"{p}args ::= {p}piece*",
-        f"{p}piece ::= [^()\\[\\]{{}}\"'#] | {nested}",
-        f'{p}dq ::= "\\"" ([^"\\\\\\n] | "\\\\" [^\\n]){n} "\\""',
-        f"{p}sq ::= \"'\" ([^'\\\\\\n] | \"\\\\\" [^\\n]){n} \"'\"",
-    ]
 
 
 def _not_opening(word: str, never: str, rest: str) -> str:
