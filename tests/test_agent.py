@@ -110,7 +110,9 @@ def test_a_policy_call_in_a_step_solves_its_sub_goal_and_returns(tmp_path: Path,
 
 def test_memories_come_back_in_a_later_run_for_their_owner_only(tmp_path: Path, embedded_llm) -> None:  # noqa: ANN001
     s = _settings(tmp_path, policies=False, learn=False)
-    goal = "Name one primary colour."
+    # A goal the small model answers in one step: "Name one primary colour." went greedy into a list
+    # that repeated to the token limit, and on CI's machine its resample too came to no answer.
+    goal = "What is the opposite of hot? Answer with one word."
     first = Agent.from_settings(s, llm=embedded_llm)
     try:
         ep1 = first.run(goal, max_steps=1)
