@@ -224,7 +224,8 @@ class StepFormat:
         ``thought_alone`` off (the last step was a bare thought) a thought must lead to an action or
         the final answer: two bare thoughts in a row are not a step the format offers. With
         ``final_only`` (the step budget's last step) the step is the final answer, at once. With
-        ``words_only`` a final answer is text, not a call."""
+        ``words_only`` a final answer is text, not a call, and does not open with "Action". A tool is
+        called with code, never with nothing; a policy with its arguments, which may be none."""
         tools = " | ".join(_gbnf_literal(n) for n in self.tools) or '"python"'
         lead = 'thought ("\\n" (action | final))?' if thought_alone else 'thought "\\n" (action | final)'
         words, call = '[^@\\n] [^\\x00]{0,4000}', '"@" tool "(" code ")"'

@@ -188,7 +188,7 @@ def tokenized_rows(rows: list[dict[str, Any]], tokenizer: Any,
     trl would tokenize them, keeping those that fit in ``max_length`` tokens; and how many did not.
     Cut to fit, a row would lose its completion (what is learned): trl truncates the end. Done here,
     not by trl: `datasets` fingerprints a map whose arguments hold the tokenizer by pickling its
-    whole vocabulary (22 s a training run on a 2-core machine)."""
+    whole vocabulary (building the trainer on 8 rows: 4.6 s that way, 0.9 s this way, 2 cores)."""
     def ids(messages: list[dict[str, str]], **kw: Any) -> list[int]:
         out = tokenizer.apply_chat_template(messages, tokenize=True, **kw)
         return list(out["input_ids"] if hasattr(out, "keys") else out)
