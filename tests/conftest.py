@@ -7,8 +7,10 @@ model, the sandbox's compiled module) is cached in one shared folder: $STACKMIND
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,3 +98,42 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
         yield server
     finally:
         server.stop()
+
+
+# ---- the reliability suite's tally ---------------------------------------------------------------
+# tests/reliability/conftest.py marks each report of a fault or control test with the cases it tried
+# and held; they are summed here, in the root conftest, because under pytest-xdist the reports reach
+# the controlling process (which loads only this conftest and alone prints the summary) with their
+# user_properties.
+_TALLY: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # fault class -> [tried, held]
+_CONTROLS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key == "fault_cases":
+            kind, name, tried, held = value
+            row = (_TALLY if kind == "fault" else _CONTROLS)[name]
+            row[0] += tried
+            row[1] += held
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _TALLY and not _CONTROLS:
+        return
+    terminalreporter.write_sep("=", "faults and bad input: cases tried / held")
+    for title, table in (("class", _TALLY), ("controls (held at a9429b1 too)", _CONTROLS)):
+        if not table:
+            continue
+        width = max(len(title), *(len(k) for k in table)) + 2
+        terminalreporter.write_line(f"{title:<{width}}{'tried':>7}{'held':>7}")
+        for name in sorted(table):
+            tried, held = table[name]
+            terminalreporter.write_line(f"{name:<{width}}{tried:>7}{held:>7}")
+        terminalreporter.write_line(f"{'all':<{width}}{sum(t for t, _ in table.values()):>7}"
+                                    f"{sum(h for _, h in table.values()):>7}")
+    target = os.environ.get("STACKMIND_RELIABILITY_TABLE")
+    if target:
+        data = {kind: {k: {"tried": t, "held": h} for k, (t, h) in sorted(table.items())}
+                for kind, table in (("faults", _TALLY), ("controls", _CONTROLS))}
+        Path(target).write_text(json.dumps(data, indent=2) + "\n")

@@ -16,14 +16,12 @@ consolidation, which trains the embedded model for a few steps.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +30,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-
-_TALLY: dict[str, list[int]] = defaultdict(lambda: [0, 0])  # class -> [tried, held]
-_CONTROLS: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "fault(name): the class of fault or bad input a reliability test tries")
@@ -69,30 +63,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     held = tried if report.passed else tried - 1
     if report.skipped:
         return
-    row = (_TALLY if marker.name == "fault" else _CONTROLS)[marker.args[0]]
-    row[0] += tried
-    row[1] += held
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not _TALLY and not _CONTROLS:
-        return
-    terminalreporter.write_sep("=", "faults and bad input: cases tried / held")
-    for title, table in (("class", _TALLY), ("controls (held at a9429b1 too)", _CONTROLS)):
-        if not table:
-            continue
-        width = max(len(title), *(len(k) for k in table)) + 2
-        terminalreporter.write_line(f"{title:<{width}}{'tried':>7}{'held':>7}")
-        for name in sorted(table):
-            tried, held = table[name]
-            terminalreporter.write_line(f"{name:<{width}}{tried:>7}{held:>7}")
-        terminalreporter.write_line(f"{'all':<{width}}{sum(t for t, _ in table.values()):>7}"
-                                    f"{sum(h for _, h in table.values()):>7}")
-    target = os.environ.get("STACKMIND_RELIABILITY_TABLE")
-    if target:
-        data = {kind: {k: {"tried": t, "held": h} for k, (t, h) in sorted(table.items())}
-                for kind, table in (("faults", _TALLY), ("controls", _CONTROLS))}
-        Path(target).write_text(json.dumps(data, indent=2) + "\n")
+    # summed by the root conftest (tests/conftest.py), which under pytest-xdist is the controller's
+    report.user_properties.append(("fault_cases", (marker.name, marker.args[0], tried, held)))
 
 
 # ---- running the command line as a person does --------------------------------------------------
