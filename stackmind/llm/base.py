@@ -23,6 +23,31 @@ class LLMError(StackmindError):
     """The model could not answer: a server that stays down, a missing or corrupt model file."""
 
 
+LOOP_TOKENS = 48  # a sample whose last 48 tokens or more go round one span is stuck (see `loops`)
+LOOP_PERIOD = 64  # the longest span that counts as a loop
+
+
+def loops(tokens: Sequence[int], least: int = LOOP_TOKENS, period: int = LOOP_PERIOD) -> bool:
+    """Does a sample end going round in a loop: one span of at most ``period`` tokens repeated, at
+    least three times, over at least ``least`` tokens after its first copy?
+
+    A small model that falls into a loop (a sentence of a printed answer, a list item) stays in it to
+    max_tokens: seen in chat, 320 tokens of one sentence, about 20 s of a reply that was then sampled
+    again anyway. A backend that decodes itself ends such a sample there, as "length" (it did not end on
+    its own). Cheap per token: only the periods at which the last token recurs are checked."""
+    n = len(tokens)
+    if n <= least:
+        return False
+    last = tokens[-1]
+    for p in range(1, min(period, n // 3) + 1):
+        if tokens[-1 - p] != last:
+            continue
+        need = max(least, 2 * p)
+        if need + p <= n and all(tokens[-k] == tokens[-k - p] for k in range(2, need + 1)):
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Request:
     prompts: list[Prompt]
@@ -48,8 +73,8 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens reused from the backend's cache (not evaluated again)
-    # Why each sample ended: "stop" (end of text or a stop string) or "length" (max_tokens); empty when
-    # the backend does not say.
+    # Why each sample ended: "stop" (end of text or a stop string) or "length" (max_tokens, or a loop
+    # the backend stopped: see `loops`); empty when the backend does not say.
     finish_reasons: list[str] = field(default_factory=list)
 
 
@@ -92,7 +117,7 @@ class Generation:
     finish_reasons: list[list[str]] = field(default_factory=list)  # per prompt, per sample (may be empty)
 
     def cut(self, i: int = 0, j: int = 0) -> bool:
-        """Did max_tokens end sample j of prompt i (rather than the text itself)?"""
+        """Did max_tokens (or a loop, `loops`) end sample j of prompt i, rather than the text itself?"""
         reasons = self.finish_reasons[i] if i < len(self.finish_reasons) else []
         return j < len(reasons) and reasons[j] == "length"
 

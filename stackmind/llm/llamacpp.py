@@ -19,6 +19,8 @@ does (continuous batching):
   model already follows it;
 - text streams to `Request.on_text` as it is generated (held back only while it may be the start of
   a stop string);
+- a sample stuck in a loop (`stackmind.llm.base.loops`: one span repeated over 48 tokens or more)
+  ends there, as "length", rather than at max_tokens (``stats["loops_stopped"]`` counts them);
 - LoRA adapters (GGUF, converted from peft by `stackmind.llm.lora_gguf`) are applied to the whole
   context: a request for another adapter waits until the sequences running on the current one end,
   then the adapter is switched and the prefix cache dropped (its keys and values came from other
@@ -43,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from stackmind.llm.base import Completion, LLMError, Prompt, Request
+from stackmind.llm.base import Completion, LLMError, Prompt, Request, loops
 
 DEFAULT_SLOTS = 8
 DEFAULT_SLOT_CTX = 4096  # tokens one sequence may hold (prompt + reply)
@@ -182,7 +184,7 @@ class LlamaCppBackend:
         # What the worker did (benchmarks and tests read it): decode iterations, prompt tokens asked
         # for and reused, tokens generated, full-vocabulary grammar passes, most sequences in one batch.
         self.stats = {"iterations": 0, "prompt_tokens": 0, "cached_tokens": 0, "completion_tokens": 0,
-                      "grammar_full_passes": 0, "max_batch": 0}
+                      "grammar_full_passes": 0, "max_batch": 0, "loops_stopped": 0}
         self._worker = threading.Thread(target=self._work, name="stackmind-llamacpp", daemon=True)
         self._worker.start()
         if adapter is not None:
@@ -578,6 +580,10 @@ class LlamaCppBackend:
             self._finish(seq, "stop")
             return
         if len(seq.generated) >= r.max_tokens or len(seq.tokens) + len(seq.generated) >= self.slot_ctx:
+            self._finish(seq, "length")
+            return
+        if loops(seq.generated):  # stuck repeating itself: it would go on to max_tokens
+            self.stats["loops_stopped"] += 1
             self._finish(seq, "length")
             return
         self._stream(seq, final=False)

@@ -101,6 +101,19 @@ def test_every_step_reply_parses_under_the_step_grammar(backend: LlamaCppBackend
     assert parsed >= 8, cut
 
 
+def test_a_sample_stuck_in_a_loop_ends_early_as_cut(backend: LlamaCppBackend) -> None:
+    before = backend.stats["loops_stopped"]
+    gen = LLM(backend).generate(["Write the word ha two hundred times, separated by spaces: ha ha ha ha"],
+                                max_tokens=300, temperature=0)
+    text, usage = gen.texts[0][0], gen.usage
+    assert text.split().count("ha") >= 40, text  # it did go round (the prompt asks it to)
+    assert usage.completion_tokens < 120, (usage.completion_tokens, text)  # and was stopped well before 300
+    assert gen.cut() and backend.stats["loops_stopped"] == before + 1
+    # a sample that does not repeat itself runs on: counting is not a loop
+    gen = LLM(backend).generate([PROMPTS[0]], max_tokens=80, temperature=0)
+    assert gen.usage.completion_tokens == 80 and backend.stats["loops_stopped"] == before + 1
+
+
 def test_text_streams_as_it_is_generated(backend: LlamaCppBackend) -> None:
     pieces: list[tuple[float, str]] = []
     t0 = time.perf_counter()
