@@ -44,3 +44,11 @@ def test_a_greeting_gets_no_arithmetic_and_a_goal_never_itself(library: DemoLibr
     assert [d.origin for d in library.select("Hi there! How are you today?", 2)] == ["demo-chat-greeting"]
     own = next(d for d in library.demos if d.origin == "demo-arithmetic-product")
     assert all(d.goal != own.goal for d in library.select(own.goal, 2))
+
+
+def test_a_question_of_fact_is_not_shown_a_program_that_only_shares_a_word(library: DemoLibrary) -> None:
+    # "capital" of a country against "Capitalise the first letter ...": 0.30, another kind of goal; shown
+    # it, the model answered with @python(Paris) to the end of its step budget.
+    chosen = library.select("What is the capital of France, and why is it famous?", 2)
+    assert "demo-strings-title" not in [d.origin for d in chosen]
+    assert all(d.similarity >= library.min_similarity for d in chosen)
