@@ -101,16 +101,19 @@ class TransformersBackend:
         eos = self.eos_ids() | {self.tokenizer.pad_token_id}
         completions: list[Completion] = []
         for i, plen in enumerate(prompt_lens):
-            samples, ntok = [], 0
+            samples, reasons, ntok = [], [], 0
             for j in range(request.n):
                 ids = gen[i * request.n + j].tolist()
                 end = next((k for k, t in enumerate(ids) if t in eos), len(ids))
                 ntok += min(end + 1, len(ids))
                 text = self.tokenizer.decode(ids[:end], skip_special_tokens=True)
                 samples.append(strip_at_stop(text, request.stop))
+                # it ended on its own (end of text, a stop string) or max_tokens cut it
+                reasons.append("stop" if end < len(ids) or len(samples[-1]) < len(text) else "length")
                 if request.on_text is not None and samples[-1]:
                     request.on_text(i, j, samples[-1])  # no token-by-token streaming here: the whole text
-            completions.append(Completion(texts=samples, prompt_tokens=int(plen), completion_tokens=ntok))
+            completions.append(Completion(texts=samples, prompt_tokens=int(plen), completion_tokens=ntok,
+                                          finish_reasons=reasons))
         return completions
 
     def eos_ids(self) -> set[int]:

@@ -67,6 +67,9 @@ def test_stop_strings_and_token_accounting(embedded_llm: LLM) -> None:
                                 temperature=0, stop=["\n\n"])
     text = gen.texts[0][0]
     assert "\n\n" not in text and "return" in text
+    assert gen.finish_reasons == [["stop"]] and not gen.cut()  # the stop string ended it
+    cut = embedded_llm.generate(["Count upwards, separated by commas: 1, 2, 3, 4,"], max_tokens=6, temperature=0)
+    assert cut.finish_reasons == [["length"]] and cut.cut() and cut.usage.completion_tokens == 6
     tok = embedded_llm.backend.tokenizer  # type: ignore[attr-defined]
     expected = len(tok("def add(a, b):\n    return a + b\n\n\ndef sub(a, b):", add_special_tokens=False)["input_ids"])
     assert gen.usage.prompt_tokens == expected
