@@ -33,6 +33,10 @@ for a, b, c, d in permutations(nums):
                 pass
 print(found)'''
 
+# Shown when no demonstration is close to the goal (``meta: {fallback: true}``, `DemoLibrary.fallbacks`):
+# one answer in words, one computed by a program, the two ways the system prompt's rules answer.
+FALLBACK = {"chat-fact", "arithmetic-product"}
+
 # (name, goal, [reply, ...]); a reply that is an action is run, and the next reply reads its output;
 # a reply that is a final answer ends the example (a conversation: answered directly).
 DEMOS: list[tuple[str, str, list[str]]] = [
@@ -135,6 +139,13 @@ DEMOS: list[tuple[str, str, list[str]]] = [
 ]
 
 
+def _meta(name: str) -> dict[str, object]:
+    meta: dict[str, object] = {"author": "stackmind starter library", "made_by": "bench/make_demos.py"}
+    if name in FALLBACK:
+        meta["fallback"] = True
+    return meta
+
+
 def build(out: Path) -> list[Path]:
     fmt = StepFormat.for_names({"python": PythonTool.description})
     tool = PythonTool()
@@ -150,7 +161,7 @@ def build(out: Path) -> list[Path]:
                 answer = first.answer
                 ep = Episode(goal=goal, steps=[Step(thought=replies[0])], answer=answer, reward=1.0, kind="guided",
                              id=f"demo-{name}", created="2026-12-01T00:00:00+00:00",
-                             meta={"author": "stackmind starter library", "made_by": "bench/make_demos.py"})
+                             meta=_meta(name))
                 written.append(ep.save(out))
                 continue
             called_answer = False  # the last reply is "Final answer: @python(...)": what it prints is the answer
@@ -177,8 +188,7 @@ def build(out: Path) -> list[Path]:
             if not called_answer:
                 steps.append(Step(thought=f"Final answer: {answer}"))
             ep = Episode(goal=goal, steps=steps, answer=answer, reward=1.0, kind="guided", id=f"demo-{name}",
-                         created="2026-12-01T00:00:00+00:00", meta={"author": "stackmind starter library",
-                                                                    "made_by": "bench/make_demos.py"})
+                         created="2026-12-01T00:00:00+00:00", meta=_meta(name))
             written.append(ep.save(out))
     return written
 

@@ -577,7 +577,8 @@ class Agent:
     def _push_demos(self, stack: Stack, goal: str, fmt: StepFormat, run: _Run) -> None:
         if self.settings.demos <= 0:
             return
-        chosen = self.demo_library(fmt).select(goal, self.settings.demos)
+        library = self.demo_library(fmt)
+        chosen = library.select(goal, self.settings.demos) or library.fallbacks(goal)
         for d in reversed(chosen):  # the most similar one nearest the goal
             stack.push("trajectory", d.text, value=PRIOR["trajectory"], source="demo", origin=d.origin,
                        episode=run.episode.id)

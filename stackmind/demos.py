@@ -5,7 +5,9 @@ traces beside the package) and the episodes the agent itself solved (reward 1, i
 episodes folder). Before a goal's first step the most similar ones (MiniLM cosine of their goals,
 above ``min_similarity``) are pushed as worked examples, written in the step format
 (`StepFormat.demonstration`), so the model imitates a solution of the same kind of goal, and never
-one of another kind (a Game of 24 example on a word problem is copied, not used).
+one of another kind (a Game of 24 example on a word problem is copied, not used). An example that
+computes (a program) is shown only for a goal that gives data to compute from (`gives_data`); when no
+example is close, the fallbacks are (`DemoLibrary.fallbacks`: a fact in words, a product by a program).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,8 @@ class Demo:
     text: str  # the trajectory frame's text
     origin: str  # the trace file or the episode id
     similarity: float = 0.0
+    fallback: bool = False  # shown when no other is close to the goal (``meta: {fallback: true}``)
+    computes: bool = False  # it answers with a program (an action, or a call as the final answer)
 
 
 def default_trace_dirs(home: Path | None = None) -> list[Path]:
@@ -89,8 +93,20 @@ class DemoLibrary:
             steps = [self.fmt.step_of(s) for s in ep.steps]
             if not any(isinstance(s, Action | Final) for s in steps):
                 continue  # a trace of bare thoughts shows no step the agent can take
-            self.demos.append(Demo(ep.goal, text, ep.id))
+            fallback = ep.kind == "guided" and isinstance(ep.meta, dict) and ep.meta.get("fallback") is True
+            computes = any(isinstance(s, Action) or isinstance(s, Final) and s.answer.startswith("@") for s in steps)
+            self.demos.append(Demo(ep.goal, text, ep.id, fallback=fallback, computes=computes))
             self._vectors = None
+
+    def fallbacks(self, goal: str) -> list[Demo]:
+        """The demonstrations shown when none is close to ``goal``: one of each way to answer (a fact in
+        words, a computation as a program), the one that computes only for a goal that gives data, and
+        then first (nearest the goal). Without them, "What is the capital of France, and why is it
+        famous?" (no example within reach) wrote @python(print('Paris ...')) three steps running; shown
+        before every goal instead, they cost the goal suite's dev split 4 of 28 (23 -> 19: after an
+        observation the model ran the same program again instead of answering)."""
+        data = gives_data(goal)
+        return sorted((d for d in self.demos if d.fallback and (data or not d.computes)), key=lambda d: not d.computes)
 
     def select(self, goal: str, k: int = 2) -> list[Demo]:
         """The k demonstrations most like ``goal`` (never the goal itself), best first: above
@@ -104,6 +120,7 @@ class DemoLibrary:
         q = embed([topic(goal)])[0]
         sims = self._vectors @ q
         key = " ".join(goal.split()).lower()
+        data = gives_data(goal)
         out: list[Demo] = []
         seen: set[str] = set()
         for i in np.argsort(-sims, kind="stable"):
@@ -111,16 +128,29 @@ class DemoLibrary:
             if sims[i] < self.min_similarity or len(out) >= k or out and sims[i] < out[0].similarity - self.max_gap:
                 break
             g = " ".join(d.goal.split()).lower()
-            if g == key or g in seen:
+            if g == key or g in seen or d.computes and not data:
                 continue
             seen.add(g)
-            out.append(Demo(d.goal, d.text, d.origin, float(sims[i])))
+            out.append(replace(d, similarity=float(sims[i])))
         return out
 
 
 _FORM = re.compile(r"\s*\b(Answer|Reply|Respond|Give the answer)\b[^.?!]*[.?!]?\s*$", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
 _RUN = re.compile(r"N(?:(?:,\s*|\s+)(?:and\s+)?N)+")  # a list of numbers is one N: how many is not the kind
+
+
+# a digit, or a quoted span ('text', "text", `code`, curly quotes): not the apostrophe of "it's"
+_DATA = re.compile("\\d|(?:^|[\\s(:])['\"`\u2018\u201c][^\\n]*?['\"`\u2019\u201d](?=$|[\\s.,;:!?)])")
+
+
+def gives_data(goal: str) -> bool:
+    """Whether the goal gives something to compute from (a number, a quoted text, code) or asks for a
+    number: the goals the system prompt's first rule answers with a program. A worked example that
+    computes is shown only for those: a question about Python with no data in it ("three tips for
+    writing clear Python code") was shown the code-printing example and ran programs instead of
+    answering."""
+    return bool(_DATA.search(goal) or _FORM.search(goal))
 
 
 def topic(goal: str) -> str:

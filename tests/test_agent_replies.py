@@ -432,3 +432,29 @@ def test_a_call_every_try_copied_from_a_worked_example_is_asked_last_without_the
     assert "64 * 99" in shown[0] and "64 * 99" in shown[1] and "64 * 99" not in shown[2]  # the last try
     # the step is recorded with the view its reply was given (a training pair is exactly what the model saw)
     assert "[trajectory]" not in ep.steps[0].view and "[goal] What is the zork of 29?" in ep.steps[0].view
+
+
+def test_a_goal_no_example_is_close_to_gets_the_fallback_demonstrations(settings: Settings) -> None:
+    from stackmind.demos import DemoLibrary
+    from stackmind.llm import LLM
+
+    backend = _ScriptedBackend(["Final answer: 30", "Final answer: Leonardo da Vinci"])
+    agent = Agent(settings.model_copy(update={"demos": 2, "memory": False, "policies": False, "learn": False}),
+                  llm=LLM(backend), tools=default_tools(settings))
+    agent.demos = DemoLibrary(agent.step_format(), min_similarity=0.99)  # nothing is close
+    agent.demos.extend([
+        Episode(goal="Who wrote Emma?", kind="guided", reward=1.0, answer="Jane Austen", id="demo-fact",
+                steps=[Step(thought="Final answer: Jane Austen")], meta={"fallback": True}),
+        Episode(goal="What is 3 * 4? Answer with the number.", kind="guided", reward=1.0, answer="12",
+                steps=[Step(thought="Final answer: @python(print(3 * 4))")], id="demo-product",
+                meta={"fallback": True}),
+        Episode(goal="Name a colour.", kind="guided", reward=1.0, answer="red", id="demo-colour",
+                steps=[Step(thought="Final answer: red")])])
+    first = agent.run("How many legs do 5 spiders have?", max_steps=1)
+    second = agent.run("Who painted the Mona Lisa?", max_steps=1)
+    assert first.meta["demos"] == ["demo-product", "demo-fact"]  # the program nearest a goal with data
+    assert second.meta["demos"] == ["demo-fact"]  # and none for a goal with nothing to compute
+    a, b = backend.prompts
+    assert a[-1]["content"].endswith("How many legs do 5 spiders have?")
+    assert any("3 * 4" in m["content"] for m in a) and not any("3 * 4" in m["content"] for m in b)
+    assert not any("Name a colour" in m["content"] for m in a + b)

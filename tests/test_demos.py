@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from stackmind.demos import DemoLibrary, topic
+from stackmind.demos import DemoLibrary, gives_data, topic
 from stackmind.stepformat import StepFormat
 
 TRACES = Path(__file__).resolve().parents[1] / "traces"
@@ -52,3 +52,31 @@ def test_a_question_of_fact_is_not_shown_a_program_that_only_shares_a_word(libra
     chosen = library.select("What is the capital of France, and why is it famous?", 2)
     assert "demo-strings-title" not in [d.origin for d in chosen]
     assert all(d.similarity >= library.min_similarity for d in chosen)
+
+
+def test_a_goal_gives_data_when_it_holds_a_number_a_quoted_span_or_asks_for_a_number() -> None:
+    assert gives_data("What is 17 * 23?") and gives_data("Reverse the word 'stack'.")
+    assert gives_data("Count the vowels in \u201cbanana\u201d.") and gives_data("What does `print(len([]))` print?")
+    assert gives_data("Roque walks two hours a day. How many hours a week? Answer with the number.")
+    assert not gives_data("Give me three tips for writing clear Python code.")
+    assert not gives_data("What's France's capital, and why is it famous?")  # apostrophes quote nothing
+
+
+def test_a_goal_with_nothing_to_compute_is_not_shown_a_program(library: DemoLibrary) -> None:
+    # "Python code" made the code-printing example the closest (0.35) to a request for tips; shown
+    # it, the model ran programs (and once answered "391") instead of answering in words.
+    for goal in ("Give me three tips for writing clear Python code.", "How do I reverse a list in Python?"):
+        assert not any(d.computes for d in library.select(goal, 2)), goal
+    printed = library.select("What does this Python code print?\n\n```python\nx = 2\nprint(x * 3)\n```", 2)
+    assert printed and printed[0].origin == "demo-code-loop" and printed[0].computes
+
+
+def test_a_goal_no_example_is_close_to_is_shown_the_fallbacks(library: DemoLibrary) -> None:
+    """One fact in words, one product by a program: the program only for a goal that gives data, and
+    then nearest the goal (first)."""
+    assert not library.select("What is the capital of France, and why is it famous?", 2)
+    assert [d.origin for d in library.fallbacks("What is the capital of France, and why is it famous?")] == [
+        "demo-chat-fact"]
+    assert [(d.origin, d.computes) for d in library.fallbacks("What is 12 zorks in blips?")] == [
+        ("demo-arithmetic-product", True), ("demo-chat-fact", False)]
+    assert sum(d.fallback for d in library.demos) == 2

@@ -72,7 +72,10 @@ PRELUDE = "import math, datetime, calendar, statistics, itertools, re; from date
 
 class PythonTool:
     name = "python"
-    description = ("run Python code in a sandbox and see what it prints: @python(print(17 * 23)); "
+    # No example call here: the system prompt lists this, and a small model that did not know what to
+    # do copied it ("three tips for writing clear Python code" answered @python(print(17 * 23)), 391).
+    # The standing worked example shows a call (`DemoLibrary.standing`), where copying is caught.
+    description = ("run Python code in a sandbox and see what it prints; "
                    "math, datetime, date, timedelta, calendar, statistics, itertools and re are imported")
 
     def __init__(self, limits: Limits | None = None, session: bool = True, max_chars: int = 4000) -> None:
