@@ -162,11 +162,16 @@ class Agent:
         return self.llm
 
     def warm(self) -> None:
-        """Load now what a first step would wait for: the model, and the demonstrations with their
-        vectors (the embedder), so that a chat's first reply does not pay for them."""
-        self.model()
+        """Load now what a first step would wait for: the model, the demonstrations with their vectors
+        (the embedder), and the system prompt read once, so that the backend's prefix cache holds it
+        and a chat's first reply does not pay for any of them (the system prompt is about 350 tokens,
+        some 3-4 s of prompt reading on two cores)."""
+        model = self.model()
+        fmt = self.step_format()
         if self.settings.demos > 0:
-            self.demo_library(self.step_format()).select("warm", 1)
+            self.demo_library(fmt).select("warm", 1)
+        if getattr(model.backend, "caches_prefixes", False):  # in process; a server may be down at start
+            model.generate([fmt.messages("", "hello")], max_tokens=1, temperature=0.0)
 
     def stack(self, name: str) -> Stack:
         assert self.store is not None

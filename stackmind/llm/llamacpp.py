@@ -124,6 +124,8 @@ class _Job:
 class LlamaCppBackend:
     """A `Backend` over one llama.cpp context; `generate` is safe to call from many threads at once."""
 
+    caches_prefixes = True  # a prompt read once stays in the KV cache for the next that starts with it
+
     def __init__(
         self,
         gguf: Path | str,

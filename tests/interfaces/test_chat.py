@@ -51,8 +51,13 @@ def test_a_chat_is_warm_before_its_first_message(settings: Settings, embedded_ll
         async with Conversations(settings, embedded_llm, config=TINY) as conv:
             return conv
 
+    embedded_llm.backend.clear_cache()  # no prefix left by an earlier test
     conv = asyncio.run(main())
     assert conv.agent.demos is not None and conv.agent.demos._vectors is not None  # embedder loaded, demos embedded
+    # and the system prompt was read: a step's prompt finds it in the prefix cache
+    fmt = conv.agent.step_format()
+    gen = embedded_llm.generate([fmt.messages("", "Hello!")], max_tokens=1, temperature=0.0)
+    assert gen.usage.cached_tokens >= embedded_llm.count_tokens(fmt.system_prompt())
 
 
 @pytest.mark.slow
