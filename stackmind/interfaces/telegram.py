@@ -129,6 +129,9 @@ class TelegramSettings(BaseSettings):
 
 # ---- flood limits ----------------------------------------------------------------------------
 
+UNPACED = frozenset({"sendChatAction"})  # not a message: no per-chat gap
+
+
 class ChatRateLimiter(AIORateLimiter):
     """python-telegram-bot's limiter (overall, groups, RetryAfter), with private chats paced too:
     Telegram asks for about one message a second per chat, which the library leaves to the bot.
@@ -136,7 +139,9 @@ class ChatRateLimiter(AIORateLimiter):
     A chat's requests go one at a time, and the next starts ``chat_interval_s`` after the previous
     one's answer came back: Telegram wrote the previous message before it answered, so the gap it
     sees is at least the interval however late a request reaches it (a loaded machine, a slow
-    network). Spacing the starts instead lets a late request and a prompt one arrive too close."""
+    network). Spacing the starts instead lets a late request and a prompt one arrive too close.
+    Only messages are paced (sends, edits): the "typing…" action is not a message, and paced like
+    one it held a reply's first text back by up to the interval (it is sent as the message arrives)."""
 
     def __init__(self, chat_interval_s: float, **kw: Any) -> None:
         super().__init__(**kw)
@@ -146,7 +151,7 @@ class ChatRateLimiter(AIORateLimiter):
     async def process_request(self, callback: Any, args: Any, kwargs: dict[str, Any], endpoint: str,
                               data: dict[str, Any], rate_limit_args: int | None) -> Any:
         chat_id = data.get("chat_id")
-        if not (isinstance(chat_id, int) and chat_id > 0 and self.chat_interval_s > 0):
+        if not (isinstance(chat_id, int) and chat_id > 0 and self.chat_interval_s > 0) or endpoint in UNPACED:
             return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
         lock, done_at = self._chats.setdefault(chat_id, (asyncio.Lock(), [float("-inf")]))
         async with lock:

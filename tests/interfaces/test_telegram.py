@@ -81,6 +81,24 @@ def test_the_bot_paces_sends_with_the_library_rate_limiter() -> None:
     assert all(y - x >= 0.15 for x, y in zip(a, a[1:], strict=False))  # one chat is paced
     assert abs(a[0] - b[0]) < 0.1  # another chat does not wait for it
 
+    # "typing..." is not a message: the reply's first text does not wait the interval after it
+    config = TelegramSettings(allowed_users=[1], base_url="http://127.0.0.1:9/bot", chat_interval_s=0.5)
+    limiter = build_application("123:abc", StackmindBot(None, config), config).bot.rate_limiter  # type: ignore[arg-type]
+    order: list[tuple[str, float]] = []
+
+    async def sent(endpoint: str) -> bool:
+        order.append((endpoint, time.monotonic()))
+        return True
+
+    async def typing_then_message() -> None:
+        await limiter.initialize()
+        for endpoint in ("sendChatAction", "sendMessage", "editMessageText"):
+            await limiter.process_request(sent, (endpoint,), {}, endpoint, {"chat_id": 1}, None)
+
+    asyncio.run(typing_then_message())
+    (_, t_typing), (_, t_send), (_, t_edit) = order
+    assert t_send - t_typing < 0.25 and t_edit - t_send >= 0.4  # the edit is paced after the send
+
 
 # ---- end to end with the embedded model ---------------------------------------------------------
 
