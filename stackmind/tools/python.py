@@ -74,7 +74,7 @@ class PythonTool:
     name = "python"
     # No example call here: the system prompt lists this, and a small model that did not know what to
     # do copied it ("three tips for writing clear Python code" answered @python(print(17 * 23)), 391).
-    # The standing worked example shows a call (`DemoLibrary.standing`), where copying is caught.
+    # The fallback worked example shows a call (`DemoLibrary.fallbacks`), where copying is caught.
     description = ("run Python code in a sandbox and see what it prints; "
                    "math, datetime, date, timedelta, calendar, statistics, itertools and re are imported")
 
