@@ -110,8 +110,8 @@ def fake():
 
 @pytest.mark.slow
 def test_empty_allowlist_refuses_everyone(fake: FakeTelegram, settings: Settings, embedded_llm) -> None:  # noqa: ANN001
-    calls = embedded_llm.usage.calls
     with RunningBot(fake, settings, embedded_llm, allowed=[]) as runner:
+        calls = embedded_llm.usage.calls  # after the start (its warm-up reads the system prompt once)
         fake.send_text(ALICE, "hello?")
         fake.wait_for(lambda: fake.messages(ALICE), 30, "a refusal")
         fake.send_text(ALICE, "/think anything")
