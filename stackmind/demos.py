@@ -141,7 +141,7 @@ _RUN = re.compile(r"N(?:(?:,\s*|\s+)(?:and\s+)?N)+")  # a list of numbers is one
 
 
 # a digit, or a quoted span ('text', "text", `code`, curly quotes): not the apostrophe of "it's"
-_DATA = re.compile("\\d|(?:^|[\\s(:])['\"`\u2018\u201c][^\\n]*?['\"`\u2019\u201d](?=$|[\\s.,;:!?)])")
+_DATA = re.compile(r"\d|(?:^|[\s(:])['\"`\u2018\u201c][^\n]*?['\"`\u2019\u201d](?=$|[\s.,;:!?)])")
 
 
 def gives_data(goal: str) -> bool:
