@@ -605,7 +605,7 @@ class Agent:
     def _fast_learning(self, stack: Stack, goal: str, run: _Run, failed: bool) -> None:
         if self.library is None or not self.library.names():
             return
-        pushed = self.library.push(stack, goal, prediction_error=1.0 if failed else None)
+        pushed = self.library.push(stack, goal, prediction_error=1.0 if failed else None, tools=self.tools.names())
         run.pushed.extend(p.name for p in pushed)
         if pushed and run.progress:
             run.progress("pushed " + ", ".join(f"@{p.name}" for p in pushed))

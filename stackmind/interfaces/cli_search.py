@@ -27,6 +27,7 @@ from stackmind.search.viewer import render_html
 from stackmind.settings import Settings
 from stackmind.storage import open_episodes
 from stackmind.tasks.game24 import Puzzle, PuzzleError, answer_expression, check_expression, load_puzzles
+from stackmind.tasks.goals.external import game24_goal, game24_split
 from stackmind.trace import Episode, TraceError
 
 # Path-typed options (module-level, so the defaults are built once).
@@ -95,14 +96,17 @@ def _load_llm(s: Settings) -> LLM:
 
 
 def _agent_solver(s: Settings, llm: LLM) -> Solver:
-    """The agent's loop (policies and tools) on each puzzle; its answer checked by the verifier."""
-    from stackmind.agent import Agent, default_tools
+    """The agent's loop (its tools, learning policies and worked examples) on each puzzle, in its own
+    data dir (<home>/bench/game24-agent) with nothing carried from one puzzle to the next (the goal
+    suite's measuring settings); its answer checked by the verifier."""
+    from stackmind.agent import Agent
+    from stackmind.learning.evaluate import measuring_settings
 
-    agent = Agent(s, llm=llm, tools=default_tools(s))
+    agent = Agent.from_settings(measuring_settings(s, s.home / "bench" / "game24-agent"), llm=llm,
+                                warn=lambda m: None)
 
     def run(puzzle: Puzzle) -> PuzzleRun:
-        goal = (f"Game of 24: use the numbers {puzzle.text}, each exactly once, with + - * / and "
-                "parentheses to make 24. Give the expression as the final answer.")
+        goal = game24_goal(puzzle.text)
         t0 = time.perf_counter()
         episode = agent.run(goal)
         wall = time.perf_counter() - t0
@@ -124,6 +128,9 @@ def _agent_solver(s: Settings, llm: LLM) -> Solver:
 def bench_game24(
     csv: Path = _CSV,
     range_: str = typer.Option(None, "--range", help="Rows A:B of the file (0-based, B excluded), e.g. 0:50."),
+    split: str = typer.Option(None, "--split", help="Only the puzzles of this split of the file: train "
+                              "(the easier half) | dev | heldout (alternate rows of the harder half)."),
+    limit: int = typer.Option(None, "--limit", help="At most this many puzzles (after --range and --split)."),
     strategy: str = typer.Option("bfs", "--strategy", help="bfs | dfs | mcts"),
     mode: str = typer.Option("search", "--mode", help="search (thought search only) | agent (policies, tools)"),
     beam: int = typer.Option(5, "--beam", help="bfs: states kept per depth."),
@@ -144,10 +151,18 @@ def bench_game24(
         raise fail(f"--strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     if mode not in ("search", "agent"):
         raise fail(f"--mode must be search or agent, not {mode!r}")
+    if split not in (None, "train", "dev", "heldout"):
+        raise fail(f"--split must be train, dev or heldout, not {split!r}")
     try:
         puzzles = load_puzzles(csv, range_)
+        if split is not None:
+            rows = len(load_puzzles(csv))
+            puzzles = [p for p in puzzles if game24_split(p.index, rows) == split]
     except PuzzleError as e:
         raise fail(str(e)) from e
+    puzzles = puzzles[:limit] if limit else puzzles
+    if not puzzles:
+        raise fail("no puzzles left: check --range, --split and --limit")
     s = settings().ensure_dirs()
     budget = Budget(llm_calls=max_calls, tokens=max_tokens, seconds=max_seconds, nodes=max_nodes)
     params = {"bfs": {"beam": beam}, "dfs": {"threshold": threshold},
@@ -155,7 +170,7 @@ def bench_game24(
     target = results or s.home / "bench" / f"game24-{mode}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     single: float | None = None
-    config = {"csv": str(csv), "range": range_, "strategy": strategy, "mode": mode, "model": None,
+    config = {"csv": str(csv), "range": range_, "split": split, "limit": limit, "strategy": strategy, "mode": mode, "model": None,
               "params": params, "samples": samples, "seed": seed, "budget": budget.to_dict()}
 
     def save(runs: list[PuzzleRun]) -> dict:

@@ -9,7 +9,7 @@ namespace: a library refuses a policy named like a tool and vice versa.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -136,6 +136,12 @@ class PolicyLibrary:
     def graph(self) -> nx.DiGraph:
         return composite_graph(self._policies.values())
 
+    def needs(self, policy: Policy) -> set[str]:
+        """The tools (not policies) that the examples and trajectories of ``policy`` call."""
+        texts = [e.response for e in policy.train_examples()]
+        texts += [s.action for t in policy.trajectories for s in t.steps if s.action]
+        return {inv.name for text in texts for inv in find_invocations(text) if inv.name not in self._policies}
+
     # ---- fast learning ------------------------------------------------------------------------
     def selector(self, embed: Embed | None = None) -> Selector:
         """The library's selector (one per library, so policy embeddings are computed once)."""
@@ -153,15 +159,17 @@ class PolicyLibrary:
         return self.selector().frames(policy, goal, state)
 
     def push(self, stack: Stack, goal: str, state: str | None = None, rpe: float | None = None,
-             prediction_error: float | None = None) -> list[Policy]:
+             prediction_error: float | None = None, tools: Collection[str] | None = None) -> list[Policy]:
         """Fast learning for one step: push the selected policies that are not on the stack yet.
 
-        Returns the policies pushed. ``state`` defaults to the stack's full render."""
+        Returns the policies pushed. ``state`` defaults to the stack's full render. With ``tools``
+        (the tools the agent has now), a policy whose examples call a tool outside them is not
+        pushed: it would teach a call that cannot be made (@recall with memory off)."""
         state = stack.render(10**9) if state is None else state
         present = {f.provenance.get("policy") for f in stack.frames() if f.kind in ("policy", "trajectory")}
         pushed = []
         for policy in self.select(goal, state, rpe=rpe, prediction_error=prediction_error):
-            if policy.name in present:
+            if policy.name in present or (tools is not None and not self.needs(policy) <= set(tools)):
                 continue
             for frame in self.frames(policy, goal, state):
                 stack.push_frame(frame)

@@ -147,6 +147,21 @@ def test_push_adds_each_policy_once(library: PolicyLibrary, tmp_path: Path) -> N
     store.close()
 
 
+def test_a_policy_that_calls_a_missing_tool_is_not_pushed(library: PolicyLibrary, tmp_path: Path) -> None:
+    """@retrieve_similar teaches @recall: with memory off (no recall tool) it would teach a call that
+    cannot be made, so it is not pushed, while a policy whose tools are there still is."""
+    store = SQLiteStackStore(tmp_path / "s.db")
+    goal = "Convert 7 miles to kilometres."
+    assert library.needs(library["retrieve_similar"]) == {"recall"}
+    assert library.needs(library["solve_with_program"]) == {"python"}
+    with_memory = [p.name for p in library.push(Stack(store, "a"), goal, tools={"python", "recall"})]
+    without = [p.name for p in library.push(Stack(store, "b"), goal, tools={"python"})]
+    assert "retrieve_similar" in with_memory and "retrieve_similar" not in without
+    program = "Use 2 3 4 6 and + - * / to make 24."
+    assert "solve_with_program" in [p.name for p in library.push(Stack(store, "c"), program, tools={"python"})]
+    store.close()
+
+
 def test_example_responses_are_shown_as_steps() -> None:
     """Plain reasoning in an example's response is shown as its Thought: the agent can then reply
     the way the example worked (the 0.5B model copied the answer when it could not)."""

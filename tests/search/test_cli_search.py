@@ -69,6 +69,15 @@ def test_bench_human_output_and_errors(tmp_path: Path, double: Game24Double, set
     assert bad.exit_code == 1 and "no such file" in bad.output
     bad = CliRunner().invoke(app, ["bench", "game24", "--csv", str(csv), "--range", "5"])
     assert bad.exit_code == 1 and "A:B" in bad.output
+    # --split takes the file's split by row (3 rows: the last one is the only dev puzzle)
+    dev = CliRunner().invoke(app, ["bench", "game24", "--csv", str(csv), "--split", "dev", "--json",
+                                   "--out", str(tmp_path / "dev.json")])
+    assert dev.exit_code == 0, dev.output
+    assert [p["puzzle"] for p in json.loads(dev.stdout)["puzzles"]] == ["4 9 10 13"]
+    bad = CliRunner().invoke(app, ["bench", "game24", "--csv", str(csv), "--split", "test"])
+    assert bad.exit_code == 1 and "train, dev or heldout" in bad.output
+    bad = CliRunner().invoke(app, ["bench", "game24", "--csv", str(csv), "--range", "0:2", "--split", "dev"])
+    assert bad.exit_code == 1 and "no puzzles left" in bad.output
 
 
 def test_tree_show_errors(settings: Settings) -> None:

@@ -138,6 +138,11 @@ def solve24(numbers: Sequence[int], target: Fraction = Fraction(24)) -> str | No
     return found[1:-1] if found and found.startswith("(") else found
 
 
+def game24_goal(numbers: str) -> str:
+    """A puzzle's goal, as the agent is asked it (``numbers``: "4 6 8 8")."""
+    return f"Use {numbers} once each with + - * / and parentheses to make 24. Answer with the expression."
+
+
 def load_game24(path: Path | str | None = None, split: Split | None = None) -> list[Goal]:
     """Game of 24 puzzles as goals; the answer is an expression, checked by `check_expression`."""
     _check_split(split)
@@ -154,7 +159,7 @@ def load_game24(path: Path | str | None = None, split: Split | None = None) -> l
         solution = solve24(p.numbers)
         if solution is None:
             raise GoalError(f"{file}: puzzle {p.index} ({p.text}) cannot make 24; remove it from the file")
-        text = f"Use {p.text} once each with + - * / and parentheses to make 24. Answer with the expression."
+        text = game24_goal(p.text)
         goals.append(Goal(f"game24-{which}-{p.index:04d}", "game24", which, text, solution,
                           Check("expression", numbers=p.numbers), {"index": p.index, "rank": p.rank}))
     return goals
