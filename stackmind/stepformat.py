@@ -248,7 +248,7 @@ class StepFormat:
             "piece ::= [^()\\[\\]{}\"'#] | \"(\" args \")\" | \"[\" args \"]\" | \"{\" args \"}\" | dq | sq | comment",
             'dq ::= "\\"" ([^"\\\\\\n] | "\\\\" [^\\n])* "\\""',
             "sq ::= \"'\" ([^'\\\\\\n] | \"\\\\\" [^\\n])* \"'\"",
-            'comment ::= "#" [^\\n]*',
+            'comment ::= "#" [^\\n]* "\\n"',  # to the end of its line, as in Python (and the parser)
             "",
         ])
 

@@ -127,6 +127,10 @@ def _accepts(gbnf: str, text: str) -> bool:
     ("step", "Action: @python()", False),
     ("step", "Action: @python(  )", False),
     ("step", "Final answer: @python()", False),
+    # a comment runs to the end of its line, as in Python and the parser: a bracket in it is text
+    ("step", "Final answer: @python(x = 1\nprint(x) # (the total\n)", True),
+    ("step", "Final answer: @python(x = 1\nprint(x) # the total (in inches))", False),
+    ("step", "Action: @python(print(1) # done)", False),
     # a policy may take no arguments
     ("policy", "Action: @lookup_colour()", True),
     ("policy", 'Action: @lookup_colour(fruit="cherry")', True),

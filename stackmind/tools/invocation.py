@@ -46,11 +46,16 @@ class Invocation:
 
 
 def _closing(text: str, i: int) -> int:
-    """Index of the ')' that closes the '(' just before i, skipping strings and nested brackets."""
+    """Index of the ')' that closes the '(' just before i, skipping strings, comments (``#`` to the
+    end of its line, as in Python: a bracket in a comment is text) and nested brackets."""
     depth = 1
     n = len(text)
     while i < n:
         c = text[i]
+        if c == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
         if c in "\"'":
             quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else c
             j = i + len(quote)
