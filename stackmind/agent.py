@@ -88,6 +88,7 @@ class StepResult:
     substeps: list[Step] = field(default_factory=list)
     resampled: list[str] = field(default_factory=list)  # why the step was sampled again, each time ("cut", "repeat", "copy")
     view: str | None = None  # the view the reply was given, when it is not the one the step was asked on
+    repeated: bool = False  # every sample was a step already taken: it was not run again
 
 
 @dataclass
@@ -310,7 +311,7 @@ class Agent:
     def _loop(self, goal: str, stack: Stack, run: _Run, steps: list[Step], *, depth: int, max_steps: int,
               fast: bool) -> str | None:
         """Think, act, observe on ``stack`` until an answer (returned) or the step budget (None)."""
-        failed = False
+        failed = stuck = False
         for i in range(max_steps):
             if depth == 0:
                 self._recall(stack, goal, run, first=i == 0)
@@ -322,7 +323,8 @@ class Agent:
                 run.progress(f"{where}: thinking ...")
             result = self.step(view, goal, run, depth=depth, fmt=self._callable(run, stack.frames()),
                                thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)),
-                               last=i == max_steps - 1, taken={s.thought for s in steps})
+                               last=i == max_steps - 1 or stuck, taken={s.thought for s in steps})
+            stuck = result.repeated  # it has nothing new to try: it answers with what it has
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
                               observation=result.observation, view=result.view or view, substeps=result.substeps,
@@ -402,7 +404,10 @@ class Agent:
             if why is None:
                 break
         else:
-            if why in ("repeat", "copy", "literal"):  # every sample was one of those: the last is taken, as it is
+            if why == "repeat":  # every sample was a step already taken: running it again observes the same
+                result = StepResult(reply, parsed, ok=False, repeated=True, observation=(
+                    "(the same step again: what it gave is above; the next step is the final answer)"))
+            elif why in ("copy", "literal"):  # every sample was one of those: the last is taken, as it is
                 result = self.act(reply, run, depth=depth, fmt=fmt)
         result.resampled = reasons
         if asked != view:

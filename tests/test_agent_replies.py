@@ -187,18 +187,26 @@ def test_a_step_that_repeats_the_last_one_is_sampled_again_before_it_runs(settin
     assert [r.temperature for r in backend.requests][:3] == [0.0, 0.0, 0.7]  # type: ignore[attr-defined]
 
 
-def test_a_repeat_every_sample_makes_is_taken(settings: Settings) -> None:
+def test_a_repeat_every_sample_makes_is_not_run_again_and_the_next_step_answers(settings: Settings) -> None:
+    """Seen on word problems: the same failing program, sampled again and again, ran to the step budget
+    (250 s a goal, no answer). It is not run again, and the next step is asked as the final answer."""
     class Stuck(_RepeatingBackend):
         def generate(self, request):  # type: ignore[no-untyped-def]
             from stackmind.llm.base import Completion
 
             self.requests.append(request)
-            return [Completion(["Action: @python(print(undefined_name))"], 10, 8, finish_reasons=["stop"])
-                    for _ in request.prompts]
+            final_only = (request.grammar or "").startswith("root ::= final\n")
+            text = "Final answer: 42" if final_only else "Action: @python(print(undefined_name))"
+            return [Completion([text], 10, 8, finish_reasons=["stop"]) for _ in request.prompts]
 
-    ep = _plain_agent(settings, Stuck(), resamples=1).run("What is six times seven? Answer with the number.", max_steps=2)
-    assert [s.meta.get("resampled") for s in ep.steps] == [None, ["repeat"]]
-    assert all("NameError" in (s.observation or "") for s in ep.steps)
+    backend = Stuck()
+    ep = _plain_agent(settings, backend, resamples=1).run("What is six times seven? Answer with the number.",
+                                                          max_steps=6)
+    assert ep.answer == "42" and len(ep.steps) == 3
+    first, again, final = ep.steps
+    assert "NameError" in (first.observation or "") and again.meta.get("resampled") == ["repeat"]
+    assert "NameError" not in (again.observation or "") and "same step again" in (again.observation or "")
+    assert final.thought == "Final answer: 42" and len(backend.requests) == 4  # 1 + 2 tries + the answer
 
 
 class _ScriptedBackend:
