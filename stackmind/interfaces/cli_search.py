@@ -194,7 +194,7 @@ def bench_game24(
         columns = (TextColumn("game24 {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("solved {task.fields[solved]}"), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=json) as progress:
-            task = progress.add_task(f"{mode}/{strategy}", total=len(puzzles), solved=0)
+            task = progress.add_task(mode if mode == "agent" else f"{mode}/{strategy}", total=len(puzzles), solved=0)
             solved = 0
             so_far: list[PuzzleRun] = []
 
