@@ -87,3 +87,28 @@ def test_test_cases_never_push_the_tested_example() -> None:
         assert pushed.source == p.source
     held = cases_for(p, "heldout")
     assert [ex.split for _, ex, _ in held] == ["heldout"]
+
+
+@pytest.mark.slow
+def test_search_expressions_examples_show_what_their_programs_print(settings) -> None:  # type: ignore[no-untyped-def]
+    """Each worked example of @search_expressions is true: its program, run in the sandbox, prints the
+    observation shown, and that expression uses the example's numbers once each to reach its target."""
+    from fractions import Fraction
+
+    from stackmind.tasks.game24 import check_expression
+    from stackmind.tools import ToolContext
+    from stackmind.tools.invocation import find_invocations
+    from stackmind.tools.python import PythonTool
+
+    policy = parse_policy((Path(__file__).resolve().parents[2] / "policies" / "search_expressions.policy.yaml").read_text())
+    assert len(policy.examples) >= 3
+    tool = PythonTool(session=False)
+    for e in policy.examples:
+        numbers, target = re.match(r"Use ([\d ]+) once each .* to make (\d+)\.", e.goal).groups()
+        call = find_invocations(e.response.split("Observation:")[0])[0]
+        shown = re.search(r"Observation: (.+)", e.response).group(1).strip()
+        printed = tool(call, ToolContext(settings=settings)).text.strip()
+        assert printed == shown == e.answer
+        assert check_expression(printed, [int(n) for n in numbers.split()], Fraction(int(target)))
+        # taught on other puzzles than the Game of 24: another target, or another count of numbers
+        assert int(target) != 24 and len(numbers.split()) != 4
