@@ -243,6 +243,15 @@ def test_tolerance_is_the_largest_difference_that_passes() -> None:
     assert [g.verify(x) for x in ("93.21", "93.2", "93.22", "93.205", "93.23", "93.19")] == [1, 1, 1, 1, 0, 0]
 
 
+def test_a_float_printed_with_its_rounding_error_passes_and_nothing_else_does() -> None:
+    g = Goal("t", "gsm8k", "dev", "How much?", "1920", Check("numeric"))
+    assert g.verify("1920.0000000000001") == 1.0 and g.verify("0.30000000000000004 + 1919.7") == 0.0
+    assert g.verify("1920.000000001") == 0.0  # nine decimals: written, not float noise
+    assert g.verify("1920.00001") == 0.0 and g.verify("1919.9999999999998") == 1.0
+    big = Goal("t", "arithmetic", "dev", "What?", "121932631112635269", Check("numeric"))
+    assert big.verify("121932631112635268.0000000000") == 0.0  # rounding noise is below a unit, never a unit
+
+
 def test_last_number_is_the_last() -> None:
     assert answers.last_number("Final answer: 32.40 dollars") == Fraction("32.4")
     assert answers.last_number("1, 2 and 3,000") == 3000
