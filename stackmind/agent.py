@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -312,6 +312,7 @@ class Agent:
               fast: bool) -> str | None:
         """Think, act, observe on ``stack`` until an answer (returned) or the step budget (None)."""
         failed = stuck = False
+        worked: dict[str, bool] = {}  # each step taken on the goal: whether it was a call that ran and worked
         for i in range(max_steps):
             if depth == 0:
                 self._recall(stack, goal, run, first=i == 0)
@@ -323,8 +324,9 @@ class Agent:
                 run.progress(f"{where}: thinking ...")
             result = self.step(view, goal, run, depth=depth, fmt=self._callable(run, stack.frames()),
                                thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)),
-                               last=i == max_steps - 1 or stuck, taken={s.thought for s in steps})
+                               last=i == max_steps - 1 or stuck, taken=worked)
             stuck = result.repeated  # it has nothing new to try: it answers with what it has
+            worked.setdefault(result.reply, result.ok and isinstance(result.step, Action) and not result.repeated)
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
                               observation=result.observation, view=result.view or view, substeps=result.substeps,
@@ -354,7 +356,8 @@ class Agent:
         return None
 
     def step(self, view: str, goal: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None,
-             thought_alone: bool = True, last: bool = False, taken: Collection[str] = ()) -> StepResult:
+             thought_alone: bool = True, last: bool = False,
+             taken: Collection[str] | Mapping[str, bool] = ()) -> StepResult:
         """One step: ask the model (the grammar makes the reply one step), then act on it. The step
         budget's ``last`` step may only be the final answer: a run ends with its best answer. A reply
         the token limit cut mid-step, one word for word a step already ``taken`` on this goal (the
@@ -362,7 +365,10 @@ class Agent:
         that example's numbers, or an answer that is a program printing a string written in it, is
         sampled again (`Settings.resamples`); when every try before the last copied an example's call,
         the last is asked without the worked examples (demonstrations) on the view, rather than take
-        a copy with another goal's numbers."""
+        a copy with another goal's numbers. A call that ``taken`` maps to True already ran and worked:
+        written again, it is not sampled again (a variant of a program that worked observes what it
+        observed: Game of 24, the search printed the answer and the model reran it with the operations
+        reordered, step after step), and the step is asked as the final answer instead."""
         fmt = fmt or run.fmt
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         messages = fmt.messages(view, goal)
@@ -374,6 +380,7 @@ class Agent:
         for attempt in range(self.settings.resamples + 1):
             if why is not None:
                 reasons.append(why)
+            if why not in (None, "answered"):
                 # At temperature 0 the same prompt gives the same reply: sample the step.
                 temperature = max(run.temperature, self.settings.vote_temperature)
                 seed = (run.seed or 0) * 7919 + attempt
@@ -388,6 +395,9 @@ class Agent:
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
             reply = gen.texts[0][0].strip()
             parsed = _parsed(fmt, reply)
+            if not isinstance(parsed, Final) and isinstance(taken, Mapping) and taken.get(reply) and not last:
+                why, last = "answered", True  # what the call gave stands: the step is the final answer
+                continue
             if not isinstance(parsed, Final) and (reply in taken or _near_repeat(parsed, taken, fmt)):
                 why = "repeat"  # a step already taken (or a thought nearly one): decided before its call runs again
                 continue
@@ -404,7 +414,7 @@ class Agent:
             if why is None:
                 break
         else:
-            if why == "repeat":  # every sample was a step already taken: running it again observes the same
+            if why in ("repeat", "answered"):  # every sample was a step already taken: running it again observes the same
                 result = StepResult(reply, parsed, ok=False, repeated=True, observation=(
                     "(the same step again: what it gave is above; the next step is the final answer)"))
             elif why in ("copy", "literal"):  # every sample was one of those: the last is taken, as it is

@@ -261,12 +261,36 @@ def test_an_answer_that_is_in_the_goal_or_the_examples_own_goal_is_not_a_copy(se
     assert agent.run("What is the zork of 29? Answer with the number.", max_steps=3).answer == "17"
 
 
-def test_any_step_already_taken_on_the_goal_is_sampled_again(settings: Settings) -> None:
-    backend = _ScriptedBackend(["Action: @python(print(1))", "Action: @python(print(2))",
-                                "Action: @python(print(1))", "Final answer: 2"])
+def test_a_call_that_worked_written_again_is_not_run_again_and_the_step_is_the_final_answer(
+        settings: Settings) -> None:
+    """Seen on Game of 24 with @search_expressions pushed: the search printed the answer, and the model
+    wrote the same program again; sampled again, it reran it with the operations reordered, step after
+    step, and gave no answer. A call that worked observes what it observed: the step answers instead."""
+    class Recording(_ScriptedBackend):
+        def __init__(self, replies: list[str]) -> None:
+            super().__init__(replies)
+            self.requests: list[object] = []
+
+        def generate(self, request):  # type: ignore[no-untyped-def]
+            self.requests.append(request)
+            return super().generate(request)
+
+    backend = Recording(["Action: @python(print(1))", "Action: @python(print(2))",
+                         "Action: @python(print(1))", "Final answer: 2"])
     ep = _plain_agent(settings, backend).run("Print one, then two.", max_steps=4)
-    assert ep.answer == "2" and len(ep.steps) == 3
-    assert ep.steps[2].meta.get("resampled") == ["repeat"] and not backend.replies
+    assert ep.answer == "2" and len(ep.steps) == 3 and not backend.replies
+    assert ep.steps[2].meta.get("resampled") == ["answered"] and ep.steps[2].thought == "Final answer: 2"
+    asked = backend.requests[3]  # the same step, asked again as the final answer, still greedy
+    assert asked.grammar.startswith("root ::= final\n") and asked.temperature == 0.0  # type: ignore[attr-defined]
+    assert not backend.requests[2].grammar.startswith("root ::= final\n")  # type: ignore[attr-defined]
+
+
+def test_any_step_already_taken_that_failed_is_sampled_again(settings: Settings) -> None:
+    backend = _ScriptedBackend(["Action: @python(print(1 / 0))", "Action: @python(print(2))",
+                                "Action: @python(print(1 / 0))", "Action: @python(print(1))", "Final answer: 2"])
+    ep = _plain_agent(settings, backend).run("Print one, then two.", max_steps=4)
+    assert ep.answer == "2" and len(ep.steps) == 4 and not backend.replies
+    assert ep.steps[2].meta.get("resampled") == ["repeat"] and ep.steps[2].observation == "1"
 
 
 def _program_demo_agent(settings: Settings, replies: list[str]) -> tuple[Agent, _ScriptedBackend]:
