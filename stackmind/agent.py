@@ -312,7 +312,7 @@ class Agent:
               fast: bool) -> str | None:
         """Think, act, observe on ``stack`` until an answer (returned) or the step budget (None)."""
         failed = stuck = False
-        worked: dict[str, bool] = {}  # each step taken on the goal: whether it was a call that ran and worked
+        worked: dict[str, bool] = {}  # each step taken on the goal (`_taken_key`): a call that ran and worked?
         for i in range(max_steps):
             if depth == 0:
                 self._recall(stack, goal, run, first=i == 0)
@@ -326,7 +326,8 @@ class Agent:
                                thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)),
                                last=i == max_steps - 1 or stuck, taken=worked)
             stuck = result.repeated  # it has nothing new to try: it answers with what it has
-            worked.setdefault(result.reply, result.ok and isinstance(result.step, Action) and not result.repeated)
+            worked.setdefault(_taken_key(result.step, result.reply),
+                              result.ok and isinstance(result.step, Action) and not result.repeated)
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
                               observation=result.observation, view=result.view or view, substeps=result.substeps,
@@ -357,19 +358,22 @@ class Agent:
 
     def step(self, view: str, goal: str, run: _Run, *, depth: int = 0, fmt: StepFormat | None = None,
              thought_alone: bool = True, last: bool = False,
-             taken: Collection[str] | Mapping[str, bool] = ()) -> StepResult:
+             taken: Mapping[str, bool] | None = None) -> StepResult:
         """One step: ask the model (the grammar makes the reply one step), then act on it. The step
         budget's ``last`` step may only be the final answer: a run ends with its best answer. A reply
         the token limit cut mid-step, one word for word a step already ``taken`` on this goal (the
-        same call again observes the same) or a thought nearly word for word one taken, a call copied from a worked example on the stack with
+        same call again observes the same: a call that failed is one, as an action or as the final
+        answer) or a thought nearly word for word one taken, a call copied from a worked example on the stack with
         that example's numbers, or an answer that is a program printing a string written in it, is
         sampled again (`Settings.resamples`); when every try before the last copied an example's call,
         the last is asked without the worked examples (demonstrations) on the view, rather than take
-        a copy with another goal's numbers. A call that ``taken`` maps to True already ran and worked:
-        written again, it is not sampled again (a variant of a program that worked observes what it
+        a copy with another goal's numbers. ``taken`` maps each step taken (`_taken_key`) to whether it
+        was a call that ran and worked. A call that worked, written again as an action,
+        is not sampled again (a variant of a program that worked observes what it
         observed: Game of 24, the search printed the answer and the model reran it with the operations
         reordered, step after step), and the step is asked as the final answer instead."""
         fmt = fmt or run.fmt
+        taken = taken or {}
         stream = _AnswerStream(run.on_text) if run.on_text is not None and depth == 0 else None
         messages = fmt.messages(view, goal)
         temperature, seed = run.temperature, run.seed
@@ -395,10 +399,12 @@ class Agent:
                 stop=STOP, grammar=grammar, on_text=stream.feed if stream is not None else None)
             reply = gen.texts[0][0].strip()
             parsed = _parsed(fmt, reply)
-            if not isinstance(parsed, Final) and isinstance(taken, Mapping) and taken.get(reply) and not last:
+            key = _taken_key(parsed, reply)
+            if isinstance(parsed, Action) and taken.get(key) and not last:
                 why, last = "answered", True  # what the call gave stands: the step is the final answer
                 continue
-            if not isinstance(parsed, Final) and (reply in taken or _near_repeat(parsed, taken, fmt)):
+            in_words = isinstance(parsed, Final) and not parsed.answer.startswith("@")
+            if not in_words and (key in taken and not taken[key] or _near_repeat(parsed, taken, fmt)):
                 why = "repeat"  # a step already taken (or a thought nearly one): decided before its call runs again
                 continue
             if _copied_call(parsed, goal, view):
@@ -830,6 +836,16 @@ def _parsed(fmt: StepFormat, reply: str) -> ParsedStep | None:
         return fmt.parse(reply)
     except FormatError:
         return None
+
+
+def _taken_key(step: ParsedStep | None, reply: str) -> str:
+    """What makes two steps the same step: a call's text, however it was written (an action, or the
+    final answer as a call), else the reply."""
+    if isinstance(step, Action):
+        return step.call.text
+    if isinstance(step, Final) and step.answer.startswith("@"):
+        return step.answer
+    return reply
 
 
 NEAR_REPEAT = 0.8  # word-sequence similarity at which a thought says again what a taken one said

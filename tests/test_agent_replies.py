@@ -490,3 +490,14 @@ def test_a_goal_no_example_is_close_to_gets_the_fallback_demonstrations(settings
     assert a[-1]["content"].endswith("How many legs do 5 spiders have?")
     assert any("3 * 4" in m["content"] for m in a) and not any("3 * 4" in m["content"] for m in b)
     assert not any("Name a colour" in m["content"] for m in a + b)
+
+
+def test_a_final_answer_call_that_failed_written_again_is_sampled_again(settings: Settings) -> None:
+    """Seen on dates dev: "Final answer: @python(...)" raised ValueError, and the same program came back as
+    the final answer and as an action, five steps running. The same call is the same step, however written."""
+    backend = _ScriptedBackend(["Final answer: @python(print(1 / 0))", "Action: @python(print(1 / 0))",
+                                "Final answer: @python(print(7))"])
+    ep = _plain_agent(settings, backend).run("Print seven.", max_steps=3)
+    assert ep.answer == "7" and len(ep.steps) == 2 and not backend.replies
+    assert "ZeroDivisionError" in (ep.steps[0].observation or "")
+    assert ep.steps[1].meta.get("resampled") == ["repeat"]
