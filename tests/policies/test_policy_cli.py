@@ -28,7 +28,7 @@ def test_check_the_starter_library_and_traces() -> None:
     r = run("check", str(REPO / "policies"), str(REPO / "traces"))
     assert r.exit_code == 0, r.output
     traces = len(list((REPO / "traces").glob("*.trace.yaml")))
-    assert f"ok: 11 policies, {traces} traces: 0 error(s), 0 warning(s)" in r.stdout
+    assert f"ok: 10 policies, {traces} traces: 0 error(s), 0 warning(s)" in r.stdout
 
 
 def test_check_lists_every_error_located_and_exits_1(tmp_path: Path) -> None:
@@ -72,7 +72,7 @@ def test_new_scaffold_checks_clean_and_refuses_overwrite(tmp_path: Path) -> None
 def test_list_show_graph(tmp_path: Path) -> None:
     d = str(REPO / "policies")
     r = run("list", "-d", d)
-    assert r.exit_code == 0 and r.stdout.count("\n@") + r.stdout.startswith("@") == 11
+    assert r.exit_code == 0 and r.stdout.count("\n@") + r.stdout.startswith("@") == 10
     rows = json.loads(run("list", "-d", d, "--json").stdout)
     assert {r["name"]: r["fast"] for r in rows}["hindsight_compress"] == "reward_prediction_error"
     r = run("show", "decompose", "-d", d)

@@ -100,7 +100,7 @@ def test_search_expressions_examples_show_what_their_programs_print(settings) ->
     from stackmind.tools.invocation import find_invocations
     from stackmind.tools.python import PythonTool
 
-    policy = parse_policy((Path(__file__).resolve().parents[2] / "policies" / "search_expressions.policy.yaml").read_text())
+    policy = parse_policy((Path(__file__).resolve().parents[2] / "examples" / "policies" / "search_expressions.policy.yaml").read_text())
     assert len(policy.examples) >= 3
     tool = PythonTool(session=False)
     for e in policy.examples:
