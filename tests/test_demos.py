@@ -60,6 +60,11 @@ def test_a_goal_gives_data_when_it_holds_a_number_a_quoted_span_or_asks_for_a_nu
     assert gives_data("Roque walks two hours a day. How many hours a week? Answer with the number.")
     assert not gives_data("Give me three tips for writing clear Python code.")
     assert not gives_data("What's France's capital, and why is it famous?")  # apostrophes quote nothing
+    # how long to answer is not data; a number beside it still is
+    assert not gives_data("Give me three tips for writing clear Python code, in about 80 words.")
+    assert not gives_data("Explain what a binary search does, in 3 sentences.")
+    assert gives_data("Tom writes 300 words a day. How many words does he write in 7 days?")
+    assert gives_data("Summarise 'to be or not to be' in 5 words.")
 
 
 def test_a_goal_with_nothing_to_compute_is_not_shown_a_program(library: DemoLibrary) -> None:
