@@ -326,8 +326,7 @@ class Agent:
                                thought_alone=not (steps and _bare_thought(steps[-1], run.fmt)),
                                last=i == max_steps - 1 or stuck, taken=worked)
             stuck = result.repeated  # it has nothing new to try: it answers with what it has
-            worked.setdefault(_taken_key(result.step, result.reply),
-                              result.ok and isinstance(result.step, Action) and not result.repeated)
+            worked.setdefault(_taken_key(result.step, result.reply), result.ok and isinstance(result.step, Action))
             steps.append(Step(thought=result.reply, action=result.step.call.text
                               if isinstance(result.step, Action) else None,
                               observation=result.observation, view=result.view or view, substeps=result.substeps,

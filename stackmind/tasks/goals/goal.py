@@ -138,7 +138,7 @@ def _numeric(check: Check, answer: str, expected: str) -> bool:
     return abs(got - want) <= Fraction(str(check.tolerance))
 
 
-_FLOAT_NOISE = re.compile(r"\d\.\d{10,}")  # more decimals than any answer states: binary floating point's
+_FLOAT_NOISE = re.compile(r"\d\.\d{10,}")  # more decimals than any answer states: a float's rounding error
 
 
 def _exact(check: Check, answer: str, expected: str) -> bool:
